@@ -20,7 +20,7 @@ func TestKeySlot(t *testing.T) {
 		{"bar{foo}", 12182},
 		{"{}foo", CRC16([]byte("{}foo")) % SlotCount}, // empty tag: whole key
 		{"foo{}{bar}", CRC16([]byte("foo{}{bar}")) % SlotCount}, // empty first tag: whole key
-		{"foo{{bar}}zap", CRC16([]byte("{bar")) % SlotCount},      // tag runs from the first '{' to the first '}'
+		{"foo{{bar}}zap", CRC16([]byte("{bar")) % SlotCount},    // tag runs from the first '{' to the first '}'
 		{"foo{bar}{zap}", CRC16([]byte("bar")) % SlotCount},
 		{"{user1000}.following", CRC16([]byte("user1000")) % SlotCount},
 		{"", 0},

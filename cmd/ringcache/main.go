@@ -1,0 +1,136 @@
+// Command ringcache runs one ringcache node: a Redis-protocol cache server
+// whose data lives in Badger.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only with --pprof
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ringcache/ringcache/server"
+	"github.com/ringcache/ringcache/storage"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "ringcache:", err)
+		os.Exit(1)
+	}
+}
+
+// memFlag is a flag holding a byte size written as Redis writes memory
+// values (512mb, 64kb, 1gb, or plain bytes).
+type memFlag struct{ n *int64 }
+
+func (m memFlag) String() string {
+	if m.n == nil {
+		return ""
+	}
+	return fmt.Sprint(*m.n)
+}
+
+func (m memFlag) Set(s string) error {
+	n, err := server.ParseMemory(s)
+	if err != nil {
+		return err
+	}
+	*m.n = n
+	return nil
+}
+
+func run(args []string) error {
+	cfg := server.DefaultConfig()
+	sto := storage.DefaultOptions()
+	fs := flag.NewFlagSet("ringcache", flag.ContinueOnError)
+	fs.StringVar(&cfg.Bind, "bind", cfg.Bind, "address to listen on for clients")
+	fs.IntVar(&cfg.Port, "port", cfg.Port, "RESP port for clients")
+	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "data directory (Badger files)")
+	fs.BoolVar(&cfg.InMemory, "in-memory", false, "keep data in memory only: a pure cache, nothing on disk")
+	fs.StringVar(&cfg.RequirePass, "requirepass", "", "password clients must AUTH with (empty: none)")
+	fs.IntVar(&cfg.MaxClients, "maxclients", cfg.MaxClients, "maximum simultaneous client connections")
+	fs.Var(memFlag{&cfg.ProtoMaxBulkLen}, "proto-max-bulk-len", "largest bulk string a client may send (e.g. 512mb)")
+	fs.StringVar(&cfg.AppendFsync, "appendfsync", cfg.AppendFsync, "when to fsync writes: no (leave it to the OS), everysec, always")
+	fs.Var(memFlag{&sto.MemTableSize}, "memtable-size", "Badger memtable size (e.g. 64mb)")
+	fs.Var(memFlag{&sto.BlockCacheSize}, "block-cache-size", "Badger block cache size (e.g. 64mb)")
+	fs.Var(memFlag{&sto.IndexCacheSize}, "index-cache-size", "Badger index cache size (0: keep indexes in memory)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: ringcache [flags]\n\nA Redis-compatible cache node. Flags:\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	cfg.Logger = log
+
+	sto.Dir = cfg.Dir
+	sto.InMemory = cfg.InMemory
+	sto.Fsync = storage.FsyncPolicy(strings.ToLower(cfg.AppendFsync))
+	sto.Logger = log
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+
+	store, err := storage.Open(sto)
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	srv, err := server.New(cfg, store)
+	if err != nil {
+		store.Close()
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		store.Close()
+		return err
+	}
+	if *pprofAddr != "" {
+		go func() {
+			log.Info("pprof listening", "addr", *pprofAddr)
+			if err := http.ListenAndServe(*pprofAddr, nil); err != nil {
+				log.Error("pprof", "err", err)
+			}
+		}()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve() }()
+	log.Info("ringcache ready", "addr", srv.Addr().String(), "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		log.Error("server stopped", "err", err)
+	}
+	srvErr := srv.Close()
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("close storage: %w", err)
+	}
+	log.Info("bye")
+	if srvErr != nil && !errors.Is(srvErr, server.ErrClosed) {
+		return srvErr
+	}
+	return nil
+}

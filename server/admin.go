@@ -1,0 +1,306 @@
+package server
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringcache/ringcache/resp"
+)
+
+func serverCommands() []*Command {
+	srv := func(name string, arity int, flags Flag, h ReadHandler) *Command {
+		return &Command{Name: name, Arity: arity, Flags: flags | FlagKeyless, ACL: []string{"@admin"}, Read: h}
+	}
+	return []*Command{
+		srv("info", -1, FlagLoading|FlagStale, infoCmd),
+		srv("config", -2, FlagAdmin|FlagLoading|FlagStale, configCmd),
+		srv("command", -1, FlagLoading|FlagStale, commandCmd),
+		srv("time", 1, FlagLoading|FlagStale|FlagFast, timeCmd),
+		srv("wait", 3, 0, waitCmd),
+	}
+}
+
+// TIME
+func timeCmd(*Ctx) (resp.Value, error) {
+	now := time.Now()
+	return resp.BulkStrings(strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()/1000)), nil
+}
+
+// WAIT numreplicas timeout
+func waitCmd(ctx *Ctx) (resp.Value, error) {
+	if _, err := intArg(ctx.Args[1]); err != nil {
+		return resp.Value{}, err
+	}
+	t, err := intArg(ctx.Args[2])
+	if err != nil {
+		return resp.Value{}, err
+	}
+	if t < 0 {
+		return resp.Value{}, resp.Error("ERR timeout is negative")
+	}
+	// Writes are acknowledged only once committed; there are no replicas yet.
+	return resp.Int(0), nil
+}
+
+// INFO [section ...]
+func infoCmd(ctx *Ctx) (resp.Value, error) {
+	s := ctx.srv
+	want := map[string]bool{}
+	for _, a := range ctx.Args[1:] {
+		want[strings.ToLower(string(a))] = true
+	}
+	all := want["all"] || want["everything"]
+	if len(want) == 0 || want["default"] {
+		all = true
+	}
+	var sb strings.Builder
+	for _, sec := range s.infoSections() {
+		if !all && !want[strings.ToLower(sec.name)] {
+			continue
+		}
+		if sb.Len() > 0 {
+			sb.WriteString("\r\n")
+		}
+		sb.WriteString("# " + sec.name + "\r\n")
+		for _, f := range sec.fields {
+			sb.WriteString(f[0] + ":" + f[1] + "\r\n")
+		}
+	}
+	return resp.Verbatim(sb.String()), nil
+}
+
+type infoSection struct {
+	name   string
+	fields [][2]string
+}
+
+func (s *Server) infoSections() []infoSection {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	uptime := time.Since(s.started)
+	s.clientsMu.Lock()
+	nclients := len(s.clients)
+	s.clientsMu.Unlock()
+	exe, _ := os.Executable()
+	port := s.cfg.Port
+	if s.ln != nil {
+		port = s.Addr().Port
+	}
+	i := func(n int64) string { return strconv.FormatInt(n, 10) }
+	keys := s.store.Len()
+	sections := []infoSection{
+		{"Server", [][2]string{
+			{"redis_version", Version},
+			{"ringcache_version", "0.1.0"},
+			{"redis_mode", "cluster"},
+			{"os", runtime.GOOS + " " + runtime.GOARCH},
+			{"arch_bits", "64"},
+			{"multiplexing_api", "goroutines"},
+			{"go_version", runtime.Version()},
+			{"process_id", i(int64(os.Getpid()))},
+			{"run_id", s.runID},
+			{"tcp_port", i(int64(port))},
+			{"server_time_usec", i(time.Now().UnixMicro())},
+			{"uptime_in_seconds", i(int64(uptime.Seconds()))},
+			{"uptime_in_days", i(int64(uptime.Hours() / 24))},
+			{"executable", exe},
+			{"config_file", ""},
+		}},
+		{"Clients", [][2]string{
+			{"connected_clients", i(int64(nclients))},
+			{"maxclients", i(s.maxClients.Load())},
+			{"blocked_clients", "0"},
+		}},
+		{"Memory", [][2]string{
+			{"used_memory", i(int64(ms.HeapAlloc))},
+			{"used_memory_human", humanBytes(ms.HeapAlloc)},
+			{"used_memory_rss", i(int64(ms.Sys))},
+			{"used_memory_rss_human", humanBytes(ms.Sys)},
+			{"maxmemory", "0"},
+			{"maxmemory_policy", "noeviction"},
+			{"mem_allocator", "go"},
+		}},
+		{"Persistence", [][2]string{
+			{"loading", "0"},
+			{"storage_engine", "badger"},
+			{"storage_in_memory", boolInt(s.cfg.InMemory)},
+			{"appendfsync", s.cfg.AppendFsync},
+			{"rdb_bgsave_in_progress", "0"},
+			{"aof_enabled", "0"},
+		}},
+		{"Stats", [][2]string{
+			{"total_connections_received", i(s.stats.connections.Load())},
+			{"total_commands_processed", i(s.stats.commands.Load())},
+			{"rejected_connections", i(s.stats.rejected.Load())},
+			{"keyspace_hits", i(s.stats.hits.Load())},
+			{"keyspace_misses", i(s.stats.misses.Load())},
+			{"total_error_replies", i(s.stats.protoErrors.Load())},
+		}},
+		{"Replication", [][2]string{
+			{"role", "master"},
+			{"connected_slaves", "0"},
+		}},
+		{"CPU", [][2]string{
+			{"used_cpu_sys", fmt.Sprintf("%.6f", tvSeconds(ru.Stime))},
+			{"used_cpu_user", fmt.Sprintf("%.6f", tvSeconds(ru.Utime))},
+		}},
+		{"Cluster", [][2]string{
+			{"cluster_enabled", "1"},
+		}},
+		{"Keyspace", nil},
+	}
+	if keys > 0 {
+		sections[len(sections)-1].fields = [][2]string{{"db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=0", keys, int64(0) /*EXPIRESLEN*/)}}
+	}
+	return sections
+}
+
+func tvSeconds(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
+
+func boolInt(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"K", "M", "G", "T"} {
+		f /= unit
+		if f < unit {
+			return fmt.Sprintf("%.2f%s", f, u)
+		}
+	}
+	return fmt.Sprintf("%.2fP", f/unit)
+}
+
+// configParam is one CONFIG GET/SET parameter.
+type configParam struct {
+	name string
+	get  func(s *Server) string
+	set  func(s *Server, v []byte) error // nil: read-only
+}
+
+func configParams() []configParam {
+	fixed := func(name, v string) configParam {
+		return configParam{name: name, get: func(*Server) string { return v }}
+	}
+	return []configParam{
+		{name: "requirepass", get: func(s *Server) string { return *s.requirePass.Load() },
+			set: func(s *Server, v []byte) error { p := string(v); s.requirePass.Store(&p); return nil }},
+		{name: "maxclients", get: func(s *Server) string { return itoa(s.maxClients.Load()) },
+			set: func(s *Server, v []byte) error {
+				n, ok := parseInt(v)
+				if !ok || n < 1 {
+					return resp.Error("ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be a positive integer")
+				}
+				s.maxClients.Store(n)
+				return nil
+			}},
+		{name: "proto-max-bulk-len", get: func(s *Server) string { return itoa(s.protoMaxBulkLen.Load()) },
+			set: func(s *Server, v []byte) error {
+				n, err := parseMemory(string(v))
+				if err != nil || n < 1024*1024 {
+					return resp.Error("ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - argument must be a memory value of at least 1mb")
+				}
+				s.protoMaxBulkLen.Store(n)
+				return nil
+			}},
+		{name: "port", get: func(s *Server) string { return strconv.Itoa(s.Addr().Port) }},
+		{name: "bind", get: func(s *Server) string { return s.cfg.Bind }},
+		{name: "dir", get: func(s *Server) string { return s.cfg.Dir }},
+		{name: "appendfsync", get: func(s *Server) string { return s.cfg.AppendFsync }},
+		fixed("appendonly", "no"),
+		fixed("save", ""),
+		fixed("databases", "1"),
+		fixed("cluster-enabled", "yes"),
+		fixed("maxmemory", "0"),
+		fixed("maxmemory-policy", "noeviction"),
+		fixed("timeout", "0"),
+		fixed("tcp-keepalive", "300"),
+		fixed("client-query-buffer-limit", "1073741824"),
+		fixed("io-threads", "1"),
+	}
+}
+
+// CONFIG GET parameter [parameter ...] / CONFIG SET parameter value [...] /
+// CONFIG RESETSTAT
+func configCmd(ctx *Ctx) (resp.Value, error) {
+	s := ctx.srv
+	args := ctx.Args
+	sub := strings.ToLower(string(args[1]))
+	params := configParams()
+	switch sub {
+	case "get":
+		if len(args) < 3 {
+			return resp.Value{}, resp.Error("ERR wrong number of arguments for 'config|get' command")
+		}
+		var out []resp.Value
+		for _, p := range params {
+			for _, pat := range args[2:] {
+				if Match(pat, []byte(p.name), true) {
+					out = append(out, resp.BulkString(p.name), resp.BulkString(p.get(s)))
+					break
+				}
+			}
+		}
+		return resp.Map(out...), nil
+	case "set":
+		if len(args) < 4 || len(args)%2 != 0 {
+			return resp.Value{}, resp.Error("ERR wrong number of arguments for 'config|set' command")
+		}
+		for i := 2; i < len(args); i += 2 {
+			name := strings.ToLower(string(args[i]))
+			idx := slices.IndexFunc(params, func(p configParam) bool { return p.name == name })
+			if idx < 0 || params[idx].set == nil {
+				return resp.Value{}, resp.Error("ERR Unknown option or number of arguments for CONFIG SET - '" + string(args[i]) + "'")
+			}
+			if err := params[idx].set(s, args[i+1]); err != nil {
+				return resp.Value{}, err
+			}
+		}
+		return resp.OK, nil
+	case "resetstat":
+		s.stats.reset()
+		return resp.OK, nil
+	case "rewrite":
+		return resp.Value{}, resp.Error("ERR The server is running without a config file")
+	}
+	return resp.Value{}, resp.ErrUnknownSubcommand("config", string(args[1]))
+}
+
+// parseMemory parses Redis memory values: 100, 1k, 1kb, 5mb, 1gb.
+func parseMemory(s string) (int64, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"gb", 1 << 30}, {"mb", 1 << 20}, {"kb", 1 << 10}, {"g", 1e9}, {"m", 1e6}, {"k", 1e3}, {"b", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid memory value %q", s)
+	}
+	return n * mult, nil
+}
+
+// ParseMemory is parseMemory for cmd/ringcache's flags.
+func ParseMemory(s string) (int64, error) { return parseMemory(s) }

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/ringcache/ringcache/resp"
+	"github.com/ringcache/ringcache/storage"
+)
+
+// client is the state of one connection. Only the connection's own
+// goroutine touches it, except the fields CLIENT LIST reads (under mu, or
+// atomic).
+type client struct {
+	srv     *Server
+	conn    redcon.Conn
+	id      int64
+	addr    string
+	laddr   string
+	created time.Time
+
+	proto  int // 2 or 3
+	authed bool
+	quit   bool
+	ctx    Ctx
+
+	mu      sync.Mutex // guards name, libName, libVer
+	name    string
+	libName string
+	libVer  string
+
+	shownProto atomic.Int32
+	lastActive atomic.Int64 // unix ns of the last command
+	lastCmd    atomic.Pointer[Command]
+
+	// Writes queued on this connection and not yet committed, and the
+	// replies waiting behind them, in order.
+	writes  []func(*storage.Tx)
+	replies []queuedReply
+
+	out    []byte // reply encoding buffer, reused
+	valBuf []byte // GET's value buffer, reused
+}
+
+type queuedReply struct {
+	v     resp.Value
+	err   error
+	write bool // the reply of a queued write: a failed commit replaces it
+}
+
+func newClient(s *Server, conn redcon.Conn) *client {
+	c := &client{
+		srv:     s,
+		conn:    conn,
+		id:      s.nextID.Add(1),
+		addr:    conn.RemoteAddr(),
+		created: time.Now(),
+		proto:   2,
+		authed:  *s.requirePass.Load() == "",
+	}
+	if nc := conn.NetConn(); nc != nil {
+		c.laddr = nc.LocalAddr().String()
+	}
+	c.shownProto.Store(2)
+	c.lastActive.Store(c.created.UnixNano())
+	return c
+}
+
+// reply sends v (or err) in order: behind queued writes if there are any.
+func (c *client) reply(v resp.Value, err error) {
+	if len(c.writes) > 0 {
+		c.replies = append(c.replies, queuedReply{v: v, err: err})
+		return
+	}
+	c.write(v, err)
+}
+
+func (c *client) write(v resp.Value, err error) {
+	if err != nil {
+		c.srv.stats.protoErrors.Add(1)
+		v = resp.ErrorValue(err)
+	}
+	c.out = resp.Append(c.out[:0], v, c.proto)
+	c.conn.WriteRaw(c.out)
+}
+
+// queueWrite adds a write to the connection's batch; its reply is sent when
+// the batch commits.
+func (c *client) queueWrite(fn func(*storage.Tx) (resp.Value, error)) {
+	i := len(c.replies)
+	c.replies = append(c.replies, queuedReply{write: true})
+	c.writes = append(c.writes, func(tx *storage.Tx) {
+		// Runs in the committer while this connection waits in flushWrites,
+		// so writing into c.replies does not race.
+		v, err := fn(tx)
+		c.replies[i] = queuedReply{v: v, err: err, write: true}
+	})
+}
+
+// flushWrites commits the queued writes as one batch and sends the replies
+// queued behind them.
+func (c *client) flushWrites() {
+	if len(c.writes) == 0 {
+		return
+	}
+	p := c.srv.store.Submit(c.writes...)
+	err := p.Wait()
+	clear(c.writes)
+	c.writes = c.writes[:0]
+	for i, r := range c.replies {
+		if err != nil && r.write {
+			r = queuedReply{err: err}
+		}
+		c.write(r.v, r.err)
+		c.replies[i] = queuedReply{}
+	}
+	c.replies = c.replies[:0]
+}

@@ -1,0 +1,297 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+
+	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/resp"
+	"github.com/ringcache/ringcache/storage"
+)
+
+// ErrClosed is returned by Serve after Close.
+var ErrClosed = errors.New("server closed")
+
+// Server is one node's RESP front end.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	store *storage.Store
+	table Table
+
+	// Settings that CONFIG SET may change while clients run.
+	requirePass     atomic.Pointer[string]
+	maxClients      atomic.Int64
+	protoMaxBulkLen atomic.Int64
+
+	rc *redcon.Server
+	ln net.Listener
+
+	mu       sync.RWMutex // guards closing and the in-flight count's start
+	closing  bool
+	inflight sync.WaitGroup
+
+	clientsMu sync.Mutex
+	clients   map[int64]*client
+	nextID    atomic.Int64
+
+	stats   stats
+	started time.Time
+	runID   string
+	cursors cursorStore
+}
+
+// stats are the counters INFO reports.
+type stats struct {
+	connections atomic.Int64 // total_connections_received
+	commands    atomic.Int64 // total_commands_processed
+	rejected    atomic.Int64 // rejected_connections
+	hits        atomic.Int64 // keyspace_hits
+	misses      atomic.Int64 // keyspace_misses
+	protoErrors atomic.Int64 // total_error_replies
+}
+
+func (st *stats) reset() {
+	for _, c := range []*atomic.Int64{&st.connections, &st.commands, &st.rejected, &st.hits, &st.misses, &st.protoErrors} {
+		c.Store(0)
+	}
+}
+
+// New returns a server for store; Listen then Serve (or Start) run it.
+func New(cfg Config, store *storage.Store) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		store:   store,
+		clients: map[int64]*client{},
+		started: time.Now(),
+		runID:   randomHex(20),
+	}
+	s.requirePass.Store(&cfg.RequirePass)
+	s.maxClients.Store(int64(cfg.MaxClients))
+	s.protoMaxBulkLen.Store(cfg.ProtoMaxBulkLen)
+	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands())
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Listen binds the RESP port. With Port 0 the system picks one; Addr says which.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.cfg.Bind, strconv.Itoa(s.cfg.Port)))
+	if err != nil {
+		return err
+	}
+	s.ln = resp.NewGuardListener(ln, s.limits)
+	s.rc = redcon.NewServer("", s.handle, s.accept, s.closed)
+	return nil
+}
+
+// Addr is the bound address, after Listen.
+func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
+
+// Serve answers clients until Close.
+func (s *Server) Serve() error {
+	if s.ln == nil {
+		return errors.New("server: Serve before Listen")
+	}
+	err := s.rc.Serve(s.ln)
+	s.mu.RLock()
+	closing := s.closing
+	s.mu.RUnlock()
+	if closing {
+		return ErrClosed
+	}
+	return err
+}
+
+// Start listens and serves in the background.
+func (s *Server) Start() error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	go func() {
+		if err := s.Serve(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Error("serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops accepting clients, closes their connections, and waits for
+// the commands already executing to finish (their writes commit), so the
+// storage can be closed after it without losing an acknowledged write.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	s.mu.Unlock()
+	var err error
+	if s.rc != nil {
+		err = s.rc.Close()
+	}
+	s.inflight.Wait()
+	return err
+}
+
+func (s *Server) limits() resp.Limits {
+	lim := resp.DefaultLimits()
+	lim.MaxBulkLen = s.protoMaxBulkLen.Load()
+	return lim
+}
+
+// accept registers a connection, or refuses it past maxclients.
+func (s *Server) accept(conn redcon.Conn) bool {
+	s.clientsMu.Lock()
+	n := len(s.clients)
+	if int64(n) >= s.maxClients.Load() {
+		s.clientsMu.Unlock()
+		s.stats.rejected.Add(1)
+		conn.WriteError(string(resp.ErrMaxClients))
+		conn.Close()
+		return false
+	}
+	c := newClient(s, conn)
+	s.clients[c.id] = c
+	s.clientsMu.Unlock()
+	s.stats.connections.Add(1)
+	conn.SetContext(c)
+	return true
+}
+
+func (s *Server) closed(conn redcon.Conn, err error) {
+	c, ok := conn.Context().(*client)
+	if !ok {
+		return
+	}
+	s.clientsMu.Lock()
+	delete(s.clients, c.id)
+	s.clientsMu.Unlock()
+}
+
+// handle runs one pipeline: the command redcon hands over and every other
+// complete command already read from the same connection, so that the
+// writes among them commit (and later replicate) as one batch.
+func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
+	s.mu.RLock()
+	if s.closing {
+		s.mu.RUnlock()
+		return
+	}
+	s.inflight.Add(1)
+	s.mu.RUnlock()
+	defer s.inflight.Done()
+
+	c := conn.Context().(*client)
+	c.exec(cmd.Args)
+	for _, next := range conn.ReadPipeline() {
+		if c.quit {
+			break
+		}
+		c.exec(next.Args)
+	}
+	c.flushWrites()
+	if c.quit {
+		conn.Close()
+	}
+}
+
+// execute runs a command for c: lookup, arity, authentication, routing,
+// then the handler. Errors become replies.
+func (c *client) exec(args [][]byte) {
+	s := c.srv
+	s.stats.commands.Add(1)
+	c.lastActive.Store(time.Now().UnixNano())
+	cmd := s.table.lookup(args[0])
+	if cmd == nil {
+		c.reply(resp.Value{}, resp.ErrUnknownCommand(string(args[0]), args[1:]))
+		return
+	}
+	c.lastCmd.Store(cmd)
+	if !arityOK(cmd.Arity, len(args)) {
+		c.reply(resp.Value{}, resp.ErrArity(cmd.Name))
+		return
+	}
+	if !c.authed && cmd.Flags&FlagNoAuth == 0 && *s.requirePass.Load() != "" {
+		c.reply(resp.Value{}, resp.ErrNoAuth)
+		return
+	}
+	slot, err := s.route(cmd, args)
+	if err != nil {
+		c.reply(resp.Value{}, err)
+		return
+	}
+	ctx := &c.ctx
+	*ctx = Ctx{srv: s, c: c, cmd: cmd, Args: args, Slot: slot}
+	if cmd.Write != nil {
+		fn, err := cmd.Write(ctx)
+		if err != nil {
+			c.reply(resp.Value{}, err)
+			return
+		}
+		c.queueWrite(fn)
+		return
+	}
+	// A read must see the writes queued before it on this connection.
+	c.flushWrites()
+	v, err := cmd.Read(ctx)
+	c.reply(v, err)
+}
+
+// route finds the single slot of a command's keys (CROSSSLOT if they span
+// several). Every key-taking command goes through here, so this is where
+// the cluster will decide between serving and redirecting.
+func (s *Server) route(cmd *Command, args [][]byte) (slot uint16, err error) {
+	first := true
+	cmd.keyPositions(args, func(i int) {
+		ks := cluster.KeySlot(args[i])
+		switch {
+		case first:
+			slot, first = ks, false
+		case ks != slot:
+			err = resp.ErrCrossSlot
+		}
+	})
+	return slot, err
+}
+
+// Ctx is what a handler sees of the command it runs. It is reused per
+// connection, so handlers must not keep it past their return (write
+// closures copy what they need).
+type Ctx struct {
+	srv  *Server
+	c    *client
+	cmd  *Command
+	Args [][]byte
+	Slot uint16 // the slot of the command's keys, when it has any
+}
+
+// Store is the node's storage.
+func (ctx *Ctx) Store() *storage.Store { return ctx.srv.store }
+
+func (s *Server) String() string { return fmt.Sprintf("ringcache %s", s.ln.Addr()) }

@@ -1,0 +1,136 @@
+// Package servertest starts real ringcache nodes for tests: a Badger
+// directory in t.TempDir(), a server on a free loopback port, and a go-redis
+// client, all closed when the test ends.
+package servertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ringcache/ringcache/server"
+	"github.com/ringcache/ringcache/storage"
+)
+
+// Node is a running ringcache node.
+type Node struct {
+	t       testing.TB
+	Addr    string
+	Server  *server.Server
+	Store   *storage.Store
+	Config  server.Config
+	Storage storage.Options
+	closed  bool
+}
+
+// Option adjusts a node's configuration before it starts.
+type Option func(*server.Config, *storage.Options)
+
+// WithPassword sets requirepass.
+func WithPassword(p string) Option {
+	return func(c *server.Config, _ *storage.Options) { c.RequirePass = p }
+}
+
+// WithDir uses dir for the data instead of a fresh temporary directory.
+func WithDir(dir string) Option {
+	return func(_ *server.Config, o *storage.Options) { o.Dir = dir }
+}
+
+// WithConfig lets a test change anything else.
+func WithConfig(fn func(*server.Config, *storage.Options)) Option { return fn }
+
+// Start starts a node on a free loopback port and stops it at the test's end.
+func Start(t testing.TB, opts ...Option) *Node {
+	t.Helper()
+	cfg := server.DefaultConfig()
+	cfg.Port = 0
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	so := storage.DefaultOptions()
+	so.Dir = t.TempDir()
+	so.Logger = cfg.Logger
+	for _, o := range opts {
+		o(&cfg, &so)
+	}
+	cfg.Dir = so.Dir
+	n := &Node{t: t, Config: cfg, Storage: so}
+	n.start()
+	t.Cleanup(n.Close)
+	return n
+}
+
+func (n *Node) start() {
+	n.t.Helper()
+	st, err := storage.Open(n.Storage)
+	if err != nil {
+		n.t.Fatalf("open storage: %v", err)
+	}
+	srv, err := server.New(n.Config, st)
+	if err != nil {
+		st.Close()
+		n.t.Fatalf("new server: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		st.Close()
+		n.t.Fatalf("start server: %v", err)
+	}
+	n.Server, n.Store, n.closed = srv, st, false
+	n.Addr = srv.Addr().String()
+	// Keep the port for restarts, so clients can reconnect.
+	n.Config.Port = srv.Addr().Port
+}
+
+// Close stops the node: server first, then storage. Safe to call twice.
+func (n *Node) Close() {
+	if n.closed {
+		return
+	}
+	n.closed = true
+	if err := n.Server.Close(); err != nil {
+		n.t.Errorf("close server: %v", err)
+	}
+	if err := n.Store.Close(); err != nil {
+		n.t.Errorf("close storage: %v", err)
+	}
+}
+
+// Restart stops the node and starts it again on the same directory and port.
+func (n *Node) Restart() {
+	n.t.Helper()
+	n.Close()
+	n.start()
+}
+
+// Client returns a go-redis client for the node, closed at the test's end.
+func (n *Node) Client(opts ...func(*redis.Options)) *redis.Client {
+	o := &redis.Options{Addr: n.Addr, Password: n.Config.RequirePass, MaxRetries: -1, DialTimeout: 5 * time.Second}
+	for _, fn := range opts {
+		fn(o)
+	}
+	c := redis.NewClient(o)
+	n.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Eventually polls cond every few milliseconds until it holds or the
+// timeout passes, and fails the test then.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Ctx is a context for test calls, bounded so a hung server fails the test.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,468 @@
+package server
+
+import (
+	"bytes"
+	"math"
+	"strconv"
+
+	"github.com/ringcache/ringcache/resp"
+	"github.com/ringcache/ringcache/storage"
+)
+
+// writeFn is what a write handler hands to the committer.
+type writeFn = func(tx *storage.Tx) (resp.Value, error)
+
+func stringCommands() []*Command {
+	str := []string{"@string"}
+	rd := func(name string, arity int, h ReadHandler) *Command {
+		return &Command{Name: name, Arity: arity, Flags: FlagReadonly | FlagFast, FirstKey: 1, LastKey: 1, KeyStep: 1, ACL: str, Read: h}
+	}
+	wr := func(name string, arity int, h WriteHandler) *Command {
+		return &Command{Name: name, Arity: arity, Flags: FlagDenyOOM, FirstKey: 1, LastKey: 1, KeyStep: 1, ACL: str, Write: h}
+	}
+	mset := wr("mset", -3, msetCmd(false))
+	mset.LastKey, mset.KeyStep = -1, 2
+	msetnx := wr("msetnx", -3, msetCmd(true))
+	msetnx.LastKey, msetnx.KeyStep = -1, 2
+	mget := rd("mget", -2, mgetCmd)
+	mget.LastKey = -1
+	return []*Command{
+		rd("get", 2, getCmd),
+		rd("strlen", 2, strlenCmd),
+		rd("getrange", 4, getrangeCmd),
+		rd("substr", 4, getrangeCmd),
+		mget,
+		wr("set", -3, setCmd),
+		wr("setnx", 3, setnxCmd),
+		wr("setex", 4, setexCmd("setex", 1000)),
+		wr("psetex", 4, setexCmd("psetex", 1)),
+		wr("getset", 3, getsetCmd),
+		wr("getdel", 2, getdelCmd),
+		wr("getex", -2, getexCmd),
+		mset,
+		msetnx,
+		wr("append", 3, appendCmd),
+		wr("setrange", 4, setrangeCmd),
+		wr("incr", 2, incrCmd(1, false)),
+		wr("decr", 2, incrCmd(-1, false)),
+		wr("incrby", 3, incrCmd(1, true)),
+		wr("decrby", 3, incrCmd(-1, true)),
+		wr("incrbyfloat", 3, incrbyfloatCmd),
+	}
+}
+
+// GET key
+func getCmd(ctx *Ctx) (resp.Value, error) {
+	c := ctx.c
+	found, err := ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) {
+		c.valBuf = append(c.valBuf[:0], r.Value...)
+	})
+	if err != nil {
+		return resp.Value{}, err
+	}
+	ctx.srv.countLookup(found)
+	if !found {
+		return resp.Null, nil
+	}
+	return resp.Bulk(c.valBuf), nil
+}
+
+func (s *Server) countLookup(found bool) {
+	if found {
+		s.stats.hits.Add(1)
+	} else {
+		s.stats.misses.Add(1)
+	}
+}
+
+// STRLEN key
+func strlenCmd(ctx *Ctx) (resp.Value, error) {
+	var n int
+	_, err := ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) { n = len(r.Value) })
+	return resp.Int(int64(n)), err
+}
+
+// GETRANGE key start end
+func getrangeCmd(ctx *Ctx) (resp.Value, error) {
+	start, err := intArg(ctx.Args[2])
+	if err != nil {
+		return resp.Value{}, err
+	}
+	end, err := intArg(ctx.Args[3])
+	if err != nil {
+		return resp.Value{}, err
+	}
+	var out []byte
+	_, err = ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) {
+		out = bytes.Clone(substr(r.Value, start, end))
+	})
+	if out == nil {
+		out = []byte{}
+	}
+	return resp.Bulk(out), err
+}
+
+// substr applies GETRANGE's index rules: negative indexes count from the
+// end, both ends inclusive, clamped to the string.
+func substr(v []byte, start, end int64) []byte {
+	n := int64(len(v))
+	if start < 0 && end < 0 && start > end {
+		return nil
+	}
+	if start < 0 {
+		start = max(n+start, 0)
+	}
+	if end < 0 {
+		end = max(n+end, 0)
+	}
+	end = min(end, n-1)
+	if start > end || n == 0 {
+		return nil
+	}
+	return v[start : end+1]
+}
+
+// MGET key [key ...]
+func mgetCmd(ctx *Ctx) (resp.Value, error) {
+	keys := ctx.Args[1:]
+	out := make([]resp.Value, len(keys))
+	for i, k := range keys {
+		rec, found, err := ctx.Store().Get(ctx.Slot, k)
+		if err != nil {
+			return resp.Value{}, err
+		}
+		ctx.srv.countLookup(found)
+		if found {
+			out[i] = resp.Bulk(rec.Value)
+		} else {
+			out[i] = resp.Null
+		}
+	}
+	return resp.Array(out...), nil
+}
+
+// setOptions are SET's parsed options.
+type setOptions struct {
+	nx, xx, get, keepTTL bool
+	expireAt             int64 // absolute ms, 0 for none
+}
+
+// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
+func setCmd(ctx *Ctx) (writeFn, error) {
+	var o setOptions
+	args := ctx.Args
+	now := ctx.Store().Now()
+	expirySet := false
+	for i := 3; i < len(args); i++ {
+		a := args[i]
+		hasNext := i+1 < len(args)
+		switch {
+		case is(a, "NX") && !o.xx:
+			o.nx = true
+		case is(a, "XX") && !o.nx:
+			o.xx = true
+		case is(a, "GET"):
+			o.get = true
+		case is(a, "KEEPTTL") && !expirySet:
+			o.keepTTL, expirySet = true, true
+		case (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) && !expirySet && hasNext:
+			unit := int64(1)
+			if is(a, "EX") || is(a, "EXAT") {
+				unit = 1000
+			}
+			at, err := expireAt(args[i+1], unit, is(a, "EXAT") || is(a, "PXAT"), now, "set")
+			if err != nil {
+				return nil, err
+			}
+			o.expireAt, expirySet = at, true
+			i++
+		default:
+			return nil, resp.ErrSyntax
+		}
+	}
+	if err := ctx.srv.checkLen(len(args[2])); err != nil {
+		return nil, err
+	}
+	slot, key, val := ctx.Slot, args[1], args[2]
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		var reply resp.Value = resp.OK
+		if o.get {
+			reply = resp.Null
+			if exists {
+				reply = resp.Bulk(bytes.Clone(old.Value))
+			}
+		}
+		if (o.nx && exists) || (o.xx && !exists) {
+			if o.get {
+				return reply, nil
+			}
+			return resp.Null, nil
+		}
+		at := o.expireAt
+		if o.keepTTL && exists {
+			at = old.ExpireAt
+		}
+		setOrExpire(tx, slot, key, val, at)
+		return reply, nil
+	}, nil
+}
+
+// setOrExpire stores value, or, when its absolute expiry has already passed
+// (EXAT/PXAT in the past), deletes the key, as Redis does.
+func setOrExpire(tx *storage.Tx, slot uint16, key, val []byte, at int64) {
+	if at != 0 && at <= tx.Now() {
+		tx.Delete(slot, key)
+		return
+	}
+	tx.Set(slot, key, val, at)
+}
+
+func (s *Server) checkLen(n int) error {
+	if int64(n) > s.protoMaxBulkLen.Load() {
+		return resp.ErrStringTooLong
+	}
+	return nil
+}
+
+// SETNX key value
+func setnxCmd(ctx *Ctx) (writeFn, error) {
+	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[2]
+	return func(tx *storage.Tx) (resp.Value, error) {
+		if _, exists := tx.Get(slot, key); exists {
+			return resp.Int(0), nil
+		}
+		tx.Set(slot, key, val, 0)
+		return resp.Int(1), nil
+	}, nil
+}
+
+// SETEX key seconds value / PSETEX key milliseconds value
+func setexCmd(name string, unit int64) WriteHandler {
+	return func(ctx *Ctx) (writeFn, error) {
+		at, err := expireAt(ctx.Args[2], unit, false, ctx.Store().Now(), name)
+		if err != nil {
+			return nil, err
+		}
+		slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[3]
+		return func(tx *storage.Tx) (resp.Value, error) {
+			tx.Set(slot, key, val, at)
+			return resp.OK, nil
+		}, nil
+	}
+}
+
+// GETSET key value
+func getsetCmd(ctx *Ctx) (writeFn, error) {
+	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[2]
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		tx.Set(slot, key, val, 0)
+		if !exists {
+			return resp.Null, nil
+		}
+		return resp.Bulk(bytes.Clone(old.Value)), nil
+	}, nil
+}
+
+// GETDEL key
+func getdelCmd(ctx *Ctx) (writeFn, error) {
+	slot, key := ctx.Slot, ctx.Args[1]
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		if !exists {
+			return resp.Null, nil
+		}
+		v := bytes.Clone(old.Value)
+		tx.Delete(slot, key)
+		return resp.Bulk(v), nil
+	}, nil
+}
+
+// GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]
+func getexCmd(ctx *Ctx) (writeFn, error) {
+	args := ctx.Args
+	var (
+		at      int64
+		persist bool
+		set     bool
+	)
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case is(a, "PERSIST") && !set:
+			persist, set = true, true
+		case (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) && !set && i+1 < len(args):
+			unit := int64(1)
+			if is(a, "EX") || is(a, "EXAT") {
+				unit = 1000
+			}
+			var err error
+			at, err = expireAt(args[i+1], unit, is(a, "EXAT") || is(a, "PXAT"), ctx.Store().Now(), "getex")
+			if err != nil {
+				return nil, err
+			}
+			set = true
+			i++
+		default:
+			return nil, resp.ErrSyntax
+		}
+	}
+	slot, key := ctx.Slot, args[1]
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		if !exists {
+			return resp.Null, nil
+		}
+		v := bytes.Clone(old.Value)
+		switch {
+		case persist && old.ExpireAt != 0:
+			tx.Set(slot, key, old.Value, 0)
+		case at != 0:
+			setOrExpire(tx, slot, key, old.Value, at)
+		}
+		return resp.Bulk(v), nil
+	}, nil
+}
+
+// MSET key value [key value ...] / MSETNX key value [key value ...]
+func msetCmd(nx bool) WriteHandler {
+	return func(ctx *Ctx) (writeFn, error) {
+		args := ctx.Args
+		if len(args)%2 != 1 {
+			return nil, resp.ErrArity(ctx.cmd.Name)
+		}
+		slot := ctx.Slot
+		return func(tx *storage.Tx) (resp.Value, error) {
+			if nx {
+				for i := 1; i < len(args); i += 2 {
+					if _, exists := tx.Get(slot, args[i]); exists {
+						return resp.Int(0), nil
+					}
+				}
+			}
+			for i := 1; i < len(args); i += 2 {
+				tx.Set(slot, args[i], args[i+1], 0)
+			}
+			if nx {
+				return resp.Int(1), nil
+			}
+			return resp.OK, nil
+		}, nil
+	}
+}
+
+// APPEND key value
+func appendCmd(ctx *Ctx) (writeFn, error) {
+	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[2]
+	maxLen := ctx.srv.protoMaxBulkLen.Load()
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		if !exists {
+			tx.Set(slot, key, val, 0)
+			return resp.Int(int64(len(val))), nil
+		}
+		if int64(len(old.Value)+len(val)) > maxLen {
+			return resp.Value{}, resp.ErrStringTooLong
+		}
+		nv := make([]byte, 0, len(old.Value)+len(val))
+		nv = append(append(nv, old.Value...), val...)
+		tx.Set(slot, key, nv, old.ExpireAt)
+		return resp.Int(int64(len(nv))), nil
+	}, nil
+}
+
+// SETRANGE key offset value
+func setrangeCmd(ctx *Ctx) (writeFn, error) {
+	off, err := intArg(ctx.Args[2])
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 {
+		return nil, resp.Error("ERR offset is out of range")
+	}
+	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[3]
+	maxLen := ctx.srv.protoMaxBulkLen.Load()
+	if off+int64(len(val)) > maxLen {
+		return nil, resp.ErrStringTooLong
+	}
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		if len(val) == 0 {
+			// Nothing to write: report the current length, create nothing.
+			return resp.Int(int64(len(old.Value))), nil
+		}
+		n := max(int64(len(old.Value)), off+int64(len(val)))
+		nv := make([]byte, n)
+		copy(nv, old.Value)
+		copy(nv[off:], val)
+		var at int64
+		if exists {
+			at = old.ExpireAt
+		}
+		tx.Set(slot, key, nv, at)
+		return resp.Int(n), nil
+	}, nil
+}
+
+// INCR key / DECR key / INCRBY key increment / DECRBY key decrement
+func incrCmd(sign int64, hasArg bool) WriteHandler {
+	return func(ctx *Ctx) (writeFn, error) {
+		delta := int64(1)
+		if hasArg {
+			var err error
+			if delta, err = intArg(ctx.Args[2]); err != nil {
+				return nil, err
+			}
+			if sign < 0 {
+				if delta == math.MinInt64 {
+					return nil, resp.Error("ERR decrement would overflow")
+				}
+			}
+		}
+		delta *= sign
+		slot, key := ctx.Slot, ctx.Args[1]
+		return func(tx *storage.Tx) (resp.Value, error) {
+			old, exists := tx.Get(slot, key)
+			var cur int64
+			if exists {
+				var ok bool
+				if cur, ok = parseInt(old.Value); !ok {
+					return resp.Value{}, resp.ErrNotInteger
+				}
+			}
+			if (delta > 0 && cur > math.MaxInt64-delta) || (delta < 0 && cur < math.MinInt64-delta) {
+				return resp.Value{}, resp.ErrOverflow
+			}
+			cur += delta
+			tx.Set(slot, key, strconv.AppendInt(nil, cur, 10), old.ExpireAt)
+			return resp.Int(cur), nil
+		}, nil
+	}
+}
+
+// INCRBYFLOAT key increment
+func incrbyfloatCmd(ctx *Ctx) (writeFn, error) {
+	delta, ok := parseFloat(ctx.Args[2])
+	if !ok {
+		return nil, resp.ErrNotFloat
+	}
+	slot, key := ctx.Slot, ctx.Args[1]
+	return func(tx *storage.Tx) (resp.Value, error) {
+		old, exists := tx.Get(slot, key)
+		var cur float64
+		if exists {
+			if cur, ok = parseFloat(old.Value); !ok {
+				return resp.Value{}, resp.ErrNotFloat
+			}
+		}
+		cur += delta
+		if math.IsNaN(cur) || math.IsInf(cur, 0) {
+			return resp.Value{}, resp.ErrNaNOrInf
+		}
+		s := resp.FormatDouble(cur)
+		tx.Set(slot, key, []byte(s), old.ExpireAt)
+		// Redis replies with a bulk string on both protocols.
+		return resp.BulkString(s), nil
+	}, nil
+}

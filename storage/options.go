@@ -1,0 +1,160 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// FsyncPolicy says when writes are forced to stable storage, with the same
+// values as Redis's appendfsync.
+type FsyncPolicy string
+
+const (
+	// FsyncNo leaves flushing to the operating system. Replication is what
+	// makes writes durable, so this is the default.
+	FsyncNo FsyncPolicy = "no"
+	// FsyncEverySec syncs Badger's files once a second in the background.
+	FsyncEverySec FsyncPolicy = "everysec"
+	// FsyncAlways syncs every commit before its submissions complete.
+	FsyncAlways FsyncPolicy = "always"
+)
+
+// Options configures a Store. A zero field means its DefaultOptions value,
+// except Dir, InMemory and IndexCacheSize.
+type Options struct {
+	// Dir is the data directory. It is required unless InMemory is set.
+	Dir string
+	// InMemory keeps everything in memory: nothing is written to disk and
+	// everything is lost on Close. Values are then limited to
+	// Store.MaxValueLen (about 1 MiB), a Badger restriction.
+	InMemory bool
+
+	// Fsync is the fsync policy; default FsyncNo.
+	Fsync FsyncPolicy
+
+	// MemTableSize is the size of each Badger memtable; default 64 MiB.
+	// It also bounds one Badger transaction (15% of it), which is where a
+	// large batch is split.
+	MemTableSize int64
+	// BlockCacheSize is the size of Badger's block cache; default 64 MiB.
+	BlockCacheSize int64
+	// IndexCacheSize is the size of Badger's index cache (DefaultOptions:
+	// 32 MiB). Zero means Badger's default: every table index is kept in
+	// memory, unbounded.
+	IndexCacheSize int64
+
+	// TombstoneTTL is how long deletion markers are kept, so that a late,
+	// older copy of a key cannot bring it back; default 10 minutes.
+	TombstoneTTL time.Duration
+	// ExpiryInterval is the period of the active-expiry cycle; default
+	// 100ms.
+	ExpiryInterval time.Duration
+
+	// Logger receives the store's logs and Badger's warnings and errors;
+	// default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultOptions returns options with small-machine defaults and no data
+// directory.
+func DefaultOptions() Options {
+	return Options{
+		Fsync:          FsyncNo,
+		MemTableSize:   64 << 20,
+		BlockCacheSize: 64 << 20,
+		IndexCacheSize: 32 << 20,
+		TombstoneTTL:   10 * time.Minute,
+		ExpiryInterval: 100 * time.Millisecond,
+		Logger:         slog.Default(),
+	}
+}
+
+// withDefaults fills zero fields from DefaultOptions and validates the rest.
+func (o Options) withDefaults() (Options, error) {
+	d := DefaultOptions()
+	if o.Fsync == "" {
+		o.Fsync = d.Fsync
+	}
+	switch o.Fsync {
+	case FsyncNo, FsyncEverySec, FsyncAlways:
+	default:
+		return o, fmt.Errorf("storage: unknown fsync policy %q (want no, everysec or always)", o.Fsync)
+	}
+	if o.MemTableSize <= 0 {
+		o.MemTableSize = d.MemTableSize
+	}
+	if o.BlockCacheSize <= 0 {
+		o.BlockCacheSize = d.BlockCacheSize
+	}
+	if o.IndexCacheSize < 0 {
+		o.IndexCacheSize = 0
+	}
+	if o.TombstoneTTL <= 0 {
+		o.TombstoneTTL = d.TombstoneTTL
+	}
+	if o.ExpiryInterval <= 0 {
+		o.ExpiryInterval = d.ExpiryInterval
+	}
+	if o.Logger == nil {
+		o.Logger = d.Logger
+	}
+	if o.InMemory {
+		o.Dir = "" // Badger refuses a directory in memory mode.
+	} else if o.Dir == "" {
+		return o, fmt.Errorf("storage: Options.Dir is required unless InMemory is set")
+	}
+	return o, nil
+}
+
+// badgerOptions translates Options into Badger's.
+func (o Options) badgerOptions() badger.Options {
+	return badger.DefaultOptions(o.Dir).
+		WithValueThreshold(o.valueThreshold()).
+		WithInMemory(o.InMemory).
+		WithSyncWrites(o.Fsync == FsyncAlways).
+		WithMemTableSize(o.MemTableSize).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		// The committer is the only writer, so there is nothing to conflict
+		// with; conflict tracking would only cost memory.
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		// Badger's metrics are process-global expvars updated on every read;
+		// the store keeps its own counters instead (Store.Stats).
+		WithMetricsEnabled(false).
+		WithLogger(badgerLogger{o.Logger})
+}
+
+// valueThreshold is Badger's ValueThreshold: values up to it live in the LSM
+// tree, larger ones in the value log (in memory mode, larger ones are
+// refused). Badger's default, 1 MiB, must not exceed its transaction limit
+// (15% of a memtable), which it would with small memtables.
+func (o Options) valueThreshold() int64 {
+	return min(int64(1<<20), o.MemTableSize*15/100/2)
+}
+
+// badgerLogger adapts Badger's printf-style logger to slog. Badger is chatty
+// at INFO (every compaction, every flush), so only warnings and errors are
+// passed on.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(format string, args ...any) { b.log(slog.LevelError, format, args) }
+func (b badgerLogger) Warningf(format string, args ...any) {
+	b.log(slog.LevelWarn, format, args)
+}
+func (b badgerLogger) Infof(string, ...any)  {}
+func (b badgerLogger) Debugf(string, ...any) {}
+
+func (b badgerLogger) log(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if !b.l.Enabled(ctx, level) {
+		return
+	}
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	b.l.Log(ctx, level, msg, "component", "badger")
+}

@@ -1,0 +1,453 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// submitQueueLen is the capacity of the committer's queue. It bounds how
+// many submissions can wait (Submit blocks beyond it, which is the
+// backpressure) and, with maxBatchSubmissions, how big one batch can get.
+const submitQueueLen = 4096
+
+// Record is the replicated state of one key.
+type Record struct {
+	// Value is the payload. Slices handed out by the store must not be
+	// modified.
+	Value []byte
+	// ExpireAt is the absolute expiry in unix milliseconds, 0 for none.
+	ExpireAt int64
+	// Version orders the states of a key: a replica keeps the highest.
+	Version uint64
+	// Tombstone marks a deletion. A tombstone has no value.
+	Tombstone bool
+}
+
+// Mutation is one key's new state, as produced by a write (what replication
+// ships).
+type Mutation struct {
+	Slot uint16
+	Key  []byte
+	Rec  Record
+}
+
+// Stats are cumulative counters of the committer's and the expiry loop's
+// work, for monitoring and tests.
+type Stats struct {
+	// Submissions is the number of Submit calls (and FlushAll/DropSlot
+	// requests) the committer completed.
+	Submissions uint64
+	// Ops is the number of write functions the committer ran.
+	Ops uint64
+	// Batches is the number of batches: groups of submissions the committer
+	// took from its queue at once and completed together.
+	Batches uint64
+	// Commits is the number of Badger transactions committed (a batch that
+	// exceeds Badger's transaction size is split into several).
+	Commits uint64
+	// Expired is the number of keys the active-expiry loop removed.
+	Expired uint64
+}
+
+// Store is a Badger-backed key-value store with one committer goroutine. All
+// methods are safe for concurrent use.
+type Store struct {
+	opts Options
+	log  *slog.Logger
+	db   *badger.DB
+
+	// maxValueLen is the longest payload a write may carry.
+	maxValueLen int
+
+	// readTs is the last published commit timestamp: every commit at or
+	// below it is complete, so readers use it as their snapshot.
+	readTs atomic.Uint64
+
+	// counts holds the number of non-tombstone records of each slot, and
+	// total their sum; only the committer changes them.
+	counts [SlotCount]atomic.Int64
+	total  atomic.Int64
+
+	gate    gate
+	readers readerSet
+
+	submitCh   chan *Pending
+	stopCommit chan struct{} // closed by Close: drain the queue and exit
+	commitDone chan struct{} // closed by the committer when it exits
+	stopBg     chan struct{} // closed by Close: background loops exit
+	bgWG       sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	stats struct {
+		submissions, ops, batches, commits, expired atomic.Uint64
+	}
+
+	// c is the committer's state, touched only by the committer goroutine.
+	c committer
+}
+
+// Open opens (or creates) the store described by opts, rebuilds the key
+// counts with one key scan, and starts the committer and the background
+// loops (active expiry, Badger housekeeping, and the everysec fsync).
+func Open(opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	db, err := badger.OpenManaged(opts.badgerOptions())
+	if err != nil {
+		return nil, fmt.Errorf("storage: open badger: %w", err)
+	}
+	s := &Store{
+		opts:       opts,
+		log:        opts.Logger.With("component", "storage"),
+		db:         db,
+		submitCh:   make(chan *Pending, submitQueueLen),
+		stopCommit: make(chan struct{}),
+		commitDone: make(chan struct{}),
+		stopBg:     make(chan struct{}),
+	}
+	s.gate.init()
+	s.maxValueLen = s.computeMaxValueLen()
+
+	// Commit timestamps only need to exceed every version already in Badger.
+	ts := db.MaxVersion()
+	s.readTs.Store(ts)
+	s.c.init(s, ts)
+
+	start := time.Now()
+	maxVersion, err := s.rebuildCounts()
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: count keys: %w", err)
+	}
+	// Physical time normally dominates the clock, but starting past every
+	// stored version keeps versions increasing even if the wall clock went
+	// back while the node was down.
+	s.c.hlc.observe(maxVersion)
+	s.log.Info("storage opened", "dir", opts.Dir, "in_memory", opts.InMemory,
+		"keys", s.total.Load(), "count_time", time.Since(start).Round(time.Millisecond))
+
+	go s.c.run()
+	s.bgWG.Add(2)
+	go s.expiryLoop()
+	go s.maintenanceLoop()
+	return s, nil
+}
+
+// computeMaxValueLen derives the payload limit from Badger's limits: in
+// memory mode a stored value must stay below the value threshold (Badger
+// refuses larger ones, and one of exactly the threshold's size crashes its
+// write path, v4.9.6); on disk it must fit in one value-log file with its
+// key and entry header. The record header comes off either way.
+func (s *Store) computeMaxValueLen() int {
+	var limit int64
+	if s.opts.InMemory {
+		limit = s.opts.valueThreshold() - 1 - headerLen
+	} else {
+		limit = s.db.Opts().ValueLogFileSize - headerLen - maxBadgerKeyLen - 64
+	}
+	return int(min(limit, math.MaxInt32))
+}
+
+// MaxValueLen is the longest value a write may carry; longer ones fail with
+// ErrValueTooLarge. It is about 1 MiB in memory mode and about 1 GiB on
+// disk.
+func (s *Store) MaxValueLen() int { return s.maxValueLen }
+
+// Close stops accepting submissions, lets every pending one complete, stops
+// the background loops and closes Badger. Reads and submissions after Close
+// fail with ErrClosed. Close waits for reads in progress (including a
+// ScanSlot) to return, so it must not be called from a read callback or a
+// write function. It is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		// After the gate closes no read or Submit is inside the store, and
+		// everything submitted is in the queue.
+		s.gate.close()
+		close(s.stopBg)
+		s.bgWG.Wait()
+		close(s.stopCommit)
+		<-s.commitDone
+		s.closeErr = s.db.Close()
+		if s.closeErr != nil {
+			s.closeErr = fmt.Errorf("storage: close badger: %w", s.closeErr)
+		}
+	})
+	return s.closeErr
+}
+
+// Now is the clock the store uses for expiry: unix milliseconds.
+func (s *Store) Now() int64 { return time.Now().UnixMilli() }
+
+// Stats returns a snapshot of the store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Submissions: s.stats.submissions.Load(),
+		Ops:         s.stats.ops.Load(),
+		Batches:     s.stats.batches.Load(),
+		Commits:     s.stats.commits.Load(),
+		Expired:     s.stats.expired.Load(),
+	}
+}
+
+// Len is the number of keys in the store (see the package comment on
+// counting). It is O(1).
+func (s *Store) Len() int64 { return s.total.Load() }
+
+// CountSlot is the number of keys in one slot. It is O(1).
+func (s *Store) CountSlot(slot uint16) int64 {
+	if slot >= SlotCount {
+		return 0
+	}
+	return s.counts[slot].Load()
+}
+
+// Get returns the live record of a key, with a copy of its value. A
+// tombstone or an expired record is reported as not found.
+func (s *Store) Get(slot uint16, key []byte) (Record, bool, error) {
+	var out Record
+	found, err := s.View(slot, key, func(r Record) {
+		out = r
+		// A non-nil copy even for an empty value.
+		out.Value = append(make([]byte, 0, len(r.Value)), r.Value...)
+	})
+	return out, found, err
+}
+
+// View calls fn with the live record of a key, if there is one, without
+// copying its value: Record.Value is valid only inside fn. It reports
+// whether fn was called. It never waits for a commit.
+func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
+	if !s.gate.enter() {
+		return false, ErrClosed
+	}
+	defer s.gate.exit()
+
+	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
+	defer txn.Discard()
+	item, err := txn.Get(appendDataKey(make([]byte, 0, slotPrefixLen+len(key)), slot, key))
+	if err != nil {
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return false, nil
+		}
+		return false, fmt.Errorf("storage: get: %w", err)
+	}
+	if item.UserMeta()&flagTombstone != 0 {
+		return false, nil
+	}
+	var found bool
+	err = item.Value(func(v []byte) error {
+		h, payload, err := decodeHeader(v)
+		if err != nil {
+			return err
+		}
+		// The clock is read only for keys that can expire.
+		if h.tombstone() || (h.expireAt != 0 && h.expireAt <= s.Now()) {
+			return nil
+		}
+		found = true
+		fn(Record{Value: payload, ExpireAt: h.expireAt, Version: h.version})
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("storage: get: %w", err)
+	}
+	return found, nil
+}
+
+// ScanSlot calls fn for each live key of slot in key order, starting strictly
+// after the key after (nil: from the first key), until fn returns false. key
+// and rec are valid only inside fn. The scan reads one consistent snapshot;
+// writes committed while it runs are not seen.
+func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Record) bool) error {
+	if !s.gate.enter() {
+		return ErrClosed
+	}
+	defer s.gate.exit()
+	if slot >= SlotCount {
+		return fmt.Errorf("storage: slot %d out of range", slot)
+	}
+
+	ts := s.readers.acquire(&s.readTs)
+	defer s.readers.release(ts)
+	txn := s.db.NewTransactionAt(ts, false)
+	defer txn.Discard()
+	prefix := slotPrefix(slot)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix[:]})
+	defer it.Close()
+
+	now := s.Now()
+	cont := true
+	var key []byte // the current user key, for visit
+	visit := func(v []byte) error {
+		h, payload, err := decodeHeader(v)
+		if err != nil {
+			return err
+		}
+		rec := Record{Value: payload, ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
+		if rec.liveAt(now) {
+			cont = fn(key, rec)
+		}
+		return nil
+	}
+	for it.Seek(appendDataKey(nil, slot, after)); cont && it.Valid(); it.Next() {
+		item := it.Item()
+		key = item.Key()[slotPrefixLen:]
+		if after != nil && bytes.Equal(key, after) {
+			continue
+		}
+		if item.UserMeta()&flagTombstone != 0 {
+			continue
+		}
+		if err := item.Value(visit); err != nil {
+			return fmt.Errorf("storage: scan slot %d: %w", slot, err)
+		}
+	}
+	return nil
+}
+
+// rebuildCounts recomputes the per-slot counts from one scan of the
+// user-data range, and returns the highest record version seen. It runs at
+// Open, before the committer starts, or inside the committer.
+func (s *Store) rebuildCounts() (uint64, error) {
+	var counts [SlotCount]int64
+	var total int64
+	var maxVersion uint64
+
+	ts := s.readers.acquire(&s.readTs)
+	defer s.readers.release(ts)
+	txn := s.db.NewTransactionAt(ts, false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	// Values below the threshold sit next to their keys, so reading their
+	// header is cheap; a larger one would cost a value-log read, and its
+	// version only matters for the clock's starting point.
+	inline := s.opts.valueThreshold()
+	readVersion := func(v []byte) error {
+		h, _, err := decodeHeader(v)
+		if err == nil {
+			maxVersion = max(maxVersion, h.version)
+		}
+		return err
+	}
+	for it.Seek([]byte{slotKeyFlag}); it.Valid(); it.Next() {
+		item := it.Item()
+		slot, _, ok := parseDataKey(item.Key())
+		if !ok || slot >= SlotCount {
+			break // Past the user-data range (0x80..0xBF): nothing else follows.
+		}
+		if item.UserMeta()&flagTombstone == 0 {
+			counts[slot]++
+			total++
+		}
+		if item.ValueSize() < inline {
+			if err := item.Value(readVersion); err != nil {
+				return 0, fmt.Errorf("key %q: %w", item.Key(), err)
+			}
+		}
+	}
+	for i := range counts {
+		s.counts[i].Store(counts[i])
+	}
+	s.total.Store(total)
+	return maxVersion, nil
+}
+
+// addCount applies a count change to one slot.
+func (s *Store) addCount(slot uint16, d int64) {
+	if d != 0 {
+		s.counts[slot].Add(d)
+		s.total.Add(d)
+	}
+}
+
+// gate lets Close wait for every read and Submit in progress and refuse new
+// ones, without a lock on the read path: entering is one atomic add. Unlike a
+// sync.RWMutex it allows nesting (a ScanSlot callback may call Get) without
+// deadlocking against a waiting Close.
+type gate struct {
+	n       atomic.Int64
+	closed  atomic.Bool
+	once    sync.Once
+	drained chan struct{}
+}
+
+func (g *gate) init() { g.drained = make(chan struct{}) }
+
+// enter registers a caller; false means the store is closed.
+func (g *gate) enter() bool {
+	g.n.Add(1)
+	if g.closed.Load() {
+		g.exit()
+		return false
+	}
+	return true
+}
+
+// exit unregisters a caller that entered.
+func (g *gate) exit() {
+	if g.n.Add(-1) == 0 && g.closed.Load() {
+		g.once.Do(func() { close(g.drained) })
+	}
+}
+
+// close refuses new callers and waits for those inside to exit.
+func (g *gate) close() {
+	g.closed.Store(true)
+	if g.n.Load() == 0 {
+		g.once.Do(func() { close(g.drained) })
+	}
+	<-g.drained
+}
+
+// readerSet tracks the snapshots of long-running reads (scans), so that the
+// discard timestamp given to Badger never passes one: in managed mode Badger
+// compacts away versions at or below it that a newer version shadows.
+type readerSet struct {
+	mu     sync.Mutex
+	active map[uint64]int
+}
+
+// acquire takes the current published timestamp as a reader's snapshot and
+// registers it, atomically with respect to minActive.
+func (r *readerSet) acquire(readTs *atomic.Uint64) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active == nil {
+		r.active = make(map[uint64]int)
+	}
+	ts := readTs.Load()
+	r.active[ts]++
+	return ts
+}
+
+// release unregisters a snapshot taken by acquire.
+func (r *readerSet) release(ts uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active[ts]--; r.active[ts] <= 0 {
+		delete(r.active, ts)
+	}
+}
+
+// clamp returns ts lowered to the oldest registered snapshot.
+func (r *readerSet) clamp(ts uint64) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for t := range r.active {
+		ts = min(ts, t)
+	}
+	return ts
+}

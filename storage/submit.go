@@ -1,0 +1,91 @@
+package storage
+
+import "fmt"
+
+// Pending is a submission: write functions that the committer runs, in
+// order, in one batch, and completes together once that batch is committed.
+type Pending struct {
+	fns []func(tx *Tx)
+	// drop, when non-nil, makes this a drop request (FlushAll, DropSlot)
+	// instead of a write.
+	drop *dropRequest
+
+	done chan struct{}
+	err  error
+	muts []Mutation
+}
+
+// Wait blocks until the batch holding the submission is committed (and
+// published, so that reads see it), and returns the first failure: the
+// error given to Tx.Fail, a commit error, or ErrClosed.
+func (p *Pending) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Done returns a channel that is closed when the submission completes, for
+// callers that select on it; Wait then returns at once.
+func (p *Pending) Done() <-chan struct{} { return p.done }
+
+// Mutations returns, after Wait, every mutation the submission's functions
+// made, in order (the writes of a failed function are not included). The
+// slice and its contents must not be modified.
+func (p *Pending) Mutations() []Mutation { return p.muts }
+
+// complete finishes a submission.
+func (p *Pending) complete(err error) {
+	if p.err == nil {
+		p.err = err
+	}
+	close(p.done)
+}
+
+// Submit queues write functions for the committer, which runs them in order,
+// in the committer goroutine, within one batch, and completes the returned
+// Pending once the batch is committed. fns (the slice) must not be modified
+// until then. A function must not call the store's Submit, Do, FlushAll,
+// DropSlot or Close (the committer would wait for itself); it may read
+// through Get or View, but should read through its Tx, which sees the
+// writes not yet committed. Submit blocks only when the committer's queue
+// is full. After Close, the Pending fails with ErrClosed.
+func (s *Store) Submit(fns ...func(tx *Tx)) *Pending {
+	return s.submit(&Pending{fns: fns, done: make(chan struct{})})
+}
+
+func (s *Store) submit(p *Pending) *Pending {
+	if !s.gate.enter() {
+		p.complete(ErrClosed)
+		return p
+	}
+	s.submitCh <- p
+	s.gate.exit()
+	return p
+}
+
+// Do runs fn in the committer and waits for its batch to commit.
+func (s *Store) Do(fn func(tx *Tx)) error { return s.Submit(fn).Wait() }
+
+// dropRequest asks the committer to drop whole key ranges.
+type dropRequest struct {
+	prefixes [][]byte
+	slot     int // the slot dropped, or -1 for all
+}
+
+// FlushAll drops every key of every slot, and the expiry index, and resets
+// the counts. It runs in the committer, between batches, so no write races
+// it; writes submitted after it see an empty store.
+func (s *Store) FlushAll() error {
+	prefixes := append(allSlotPrefixes(), []byte{expiryIndexPrefix})
+	return s.submit(&Pending{drop: &dropRequest{prefixes: prefixes, slot: -1}, done: make(chan struct{})}).Wait()
+}
+
+// DropSlot drops every key of one slot and resets its count, like FlushAll.
+// The slot's expiry-index entries stay; the expiry loop discards them when
+// they come due and find no record.
+func (s *Store) DropSlot(slot uint16) error {
+	if slot >= SlotCount {
+		return fmt.Errorf("storage: slot %d out of range", slot)
+	}
+	p := slotPrefix(slot)
+	return s.submit(&Pending{drop: &dropRequest{prefixes: [][]byte{p[:]}, slot: int(slot)}, done: make(chan struct{})}).Wait()
+}
