@@ -96,6 +96,7 @@ func (s *Server) infoSections() []infoSection {
 	}
 	i := func(n int64) string { return strconv.FormatInt(n, 10) }
 	keys := s.store.Len()
+	totals := s.totals()
 	sections := []infoSection{
 		{"Server", [][2]string{
 			{"redis_version", Version},
@@ -138,11 +139,11 @@ func (s *Server) infoSections() []infoSection {
 		}},
 		{"Stats", [][2]string{
 			{"total_connections_received", i(s.stats.connections.Load())},
-			{"total_commands_processed", i(s.stats.commands.Load())},
+			{"total_commands_processed", i(totals[0])},
 			{"rejected_connections", i(s.stats.rejected.Load())},
-			{"keyspace_hits", i(s.stats.hits.Load())},
-			{"keyspace_misses", i(s.stats.misses.Load())},
-			{"total_error_replies", i(s.stats.protoErrors.Load())},
+			{"keyspace_hits", i(totals[1])},
+			{"keyspace_misses", i(totals[2])},
+			{"total_error_replies", i(totals[3])},
 		}},
 		{"Replication", [][2]string{
 			{"role", "master"},
@@ -158,7 +159,7 @@ func (s *Server) infoSections() []infoSection {
 		{"Keyspace", nil},
 	}
 	if keys > 0 {
-		sections[len(sections)-1].fields = [][2]string{{"db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=0", keys, int64(0) /*EXPIRESLEN*/)}}
+		sections[len(sections)-1].fields = [][2]string{{"db0", fmt.Sprintf("keys=%d,expires=%d,avg_ttl=0", keys, s.store.ExpiresLen())}}
 	}
 	return sections
 }
@@ -274,7 +275,7 @@ func configCmd(ctx *Ctx) (resp.Value, error) {
 		}
 		return resp.OK, nil
 	case "resetstat":
-		s.stats.reset()
+		s.resetStats()
 		return resp.OK, nil
 	case "rewrite":
 		return resp.Value{}, resp.Error("ERR The server is running without a config file")

@@ -33,7 +33,8 @@ type client struct {
 	libVer  string
 
 	shownProto atomic.Int32
-	lastActive atomic.Int64 // unix ns of the last command
+	lastActive atomic.Int64 // unix ns of the last pipeline
+	counters   counters
 	lastCmd    atomic.Pointer[Command]
 
 	// Writes queued on this connection and not yet committed, and the
@@ -41,8 +42,7 @@ type client struct {
 	writes  []func(*storage.Tx)
 	replies []queuedReply
 
-	out    []byte // reply encoding buffer, reused
-	valBuf []byte // GET's value buffer, reused
+	out []byte // reply encoding buffer, reused
 }
 
 type queuedReply struct {
@@ -80,11 +80,19 @@ func (c *client) reply(v resp.Value, err error) {
 
 func (c *client) write(v resp.Value, err error) {
 	if err != nil {
-		c.srv.stats.protoErrors.Add(1)
+		c.counters.errors.Add(1)
 		v = resp.ErrorValue(err)
 	}
 	c.out = resp.Append(c.out[:0], v, c.proto)
 	c.conn.WriteRaw(c.out)
+}
+
+func (c *client) countLookup(found bool) {
+	if found {
+		c.counters.hits.Add(1)
+	} else {
+		c.counters.misses.Add(1)
+	}
 }
 
 // queueWrite adds a write to the connection's batch; its reply is sent when

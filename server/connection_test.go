@@ -3,6 +3,7 @@ package server_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -133,11 +134,14 @@ func TestInfoAndCommand(t *testing.T) {
 	ctx := servertest.Ctx(t)
 	rdb := n.Client()
 	rdb.Set(ctx, "a", "1", 0)
+	rdb.Set(ctx, "b", "1", time.Hour)
+	rdb.Get(ctx, "a")
+	rdb.Get(ctx, "missing")
 	info, err := rdb.Info(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"# Server", "redis_version:7.", "# Cluster", "cluster_enabled:1", "# Keyspace", "db0:keys=1,", "connected_clients:", "used_memory:", "keyspace_hits:"} {
+	for _, want := range []string{"# Server", "redis_version:7.", "# Cluster", "cluster_enabled:1", "# Keyspace", "db0:keys=2,expires=1,", "connected_clients:", "used_memory:", "keyspace_hits:1\r\n", "keyspace_misses:1\r\n"} {
 		if !strings.Contains(info, want) {
 			t.Errorf("INFO lacks %q", want)
 		}

@@ -66,11 +66,7 @@ func delCmd(ctx *Ctx) (writeFn, error) {
 func existsCmd(ctx *Ctx) (resp.Value, error) {
 	var n int64
 	for _, k := range ctx.Args[1:] {
-		found, err := ctx.Store().View(ctx.Slot, k, func(storage.Record) {})
-		if err != nil {
-			return resp.Value{}, err
-		}
-		if found {
+		if _, found := ctx.lookup(k); found {
 			n++
 		}
 	}
@@ -138,11 +134,9 @@ func expireCmd(name string, unit int64, absolute bool) WriteHandler {
 // TTL key, PTTL key, EXPIRETIME key, PEXPIRETIME key
 func ttlCmd(ms, absolute bool) ReadHandler {
 	return func(ctx *Ctx) (resp.Value, error) {
-		var at int64
-		found, err := ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) { at = r.ExpireAt })
+		rec, found := ctx.lookup(ctx.Args[1])
+		at := rec.ExpireAt
 		switch {
-		case err != nil:
-			return resp.Value{}, err
 		case !found:
 			return resp.Int(-2), nil
 		case at == 0:
@@ -174,11 +168,7 @@ func persistCmd(ctx *Ctx) (writeFn, error) {
 
 // TYPE key
 func typeCmd(ctx *Ctx) (resp.Value, error) {
-	found, err := ctx.Store().View(ctx.Slot, ctx.Args[1], func(storage.Record) {})
-	if err != nil {
-		return resp.Value{}, err
-	}
-	if !found {
+	if _, found := ctx.lookup(ctx.Args[1]); !found {
 		return resp.Simple("none"), nil
 	}
 	return resp.Simple("string"), nil

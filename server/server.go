@@ -51,20 +51,62 @@ type Server struct {
 	cursors cursorStore
 }
 
-// stats are the counters INFO reports.
+// stats are the counters INFO reports. The per-command ones are kept per
+// connection (see counters), so that clients on different cores do not
+// contend on one cache line; retired holds those of closed connections.
 type stats struct {
 	connections atomic.Int64 // total_connections_received
-	commands    atomic.Int64 // total_commands_processed
 	rejected    atomic.Int64 // rejected_connections
-	hits        atomic.Int64 // keyspace_hits
-	misses      atomic.Int64 // keyspace_misses
-	protoErrors atomic.Int64 // total_error_replies
+	retired     counters
 }
 
-func (st *stats) reset() {
-	for _, c := range []*atomic.Int64{&st.connections, &st.commands, &st.rejected, &st.hits, &st.misses, &st.protoErrors} {
-		c.Store(0)
+// counters are per-connection command counters: written only by the
+// connection's goroutine, read by INFO.
+type counters struct {
+	commands atomic.Int64 // total_commands_processed
+	hits     atomic.Int64 // keyspace_hits
+	misses   atomic.Int64 // keyspace_misses
+	errors   atomic.Int64 // total_error_replies
+}
+
+func (c *counters) fields() []*atomic.Int64 {
+	return []*atomic.Int64{&c.commands, &c.hits, &c.misses, &c.errors}
+}
+
+// addTo adds c's counts to sum.
+func (c *counters) addTo(sum *[4]int64) {
+	for i, f := range c.fields() {
+		sum[i] += f.Load()
 	}
+}
+
+func (c *counters) reset() {
+	for _, f := range c.fields() {
+		f.Store(0)
+	}
+}
+
+// totals sums the command counters of closed and open connections:
+// commands, hits, misses, errors.
+func (s *Server) totals() (sum [4]int64) {
+	s.stats.retired.addTo(&sum)
+	s.clientsMu.Lock()
+	for _, c := range s.clients {
+		c.counters.addTo(&sum)
+	}
+	s.clientsMu.Unlock()
+	return sum
+}
+
+func (s *Server) resetStats() {
+	s.stats.connections.Store(0)
+	s.stats.rejected.Store(0)
+	s.stats.retired.reset()
+	s.clientsMu.Lock()
+	for _, c := range s.clients {
+		c.counters.reset()
+	}
+	s.clientsMu.Unlock()
 }
 
 // New returns a server for store; Listen then Serve (or Start) run it.
@@ -191,6 +233,11 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 	}
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
+	var sum [4]int64
+	c.counters.addTo(&sum)
+	for i, f := range s.stats.retired.fields() {
+		f.Add(sum[i])
+	}
 	s.clientsMu.Unlock()
 }
 
@@ -208,6 +255,7 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 	defer s.inflight.Done()
 
 	c := conn.Context().(*client)
+	c.lastActive.Store(time.Now().UnixNano())
 	c.exec(cmd.Args)
 	for _, next := range conn.ReadPipeline() {
 		if c.quit {
@@ -225,8 +273,7 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 // then the handler. Errors become replies.
 func (c *client) exec(args [][]byte) {
 	s := c.srv
-	s.stats.commands.Add(1)
-	c.lastActive.Store(time.Now().UnixNano())
+	c.counters.commands.Add(1)
 	cmd := s.table.lookup(args[0])
 	if cmd == nil {
 		c.reply(resp.Value{}, resp.ErrUnknownCommand(string(args[0]), args[1:]))

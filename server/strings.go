@@ -53,33 +53,24 @@ func stringCommands() []*Command {
 
 // GET key
 func getCmd(ctx *Ctx) (resp.Value, error) {
-	c := ctx.c
-	found, err := ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) {
-		c.valBuf = append(c.valBuf[:0], r.Value...)
-	})
-	if err != nil {
-		return resp.Value{}, err
-	}
-	ctx.srv.countLookup(found)
+	rec, found := ctx.lookup(ctx.Args[1])
 	if !found {
 		return resp.Null, nil
 	}
-	return resp.Bulk(c.valBuf), nil
+	return resp.Bulk(rec.Value), nil
 }
 
-func (s *Server) countLookup(found bool) {
-	if found {
-		s.stats.hits.Add(1)
-	} else {
-		s.stats.misses.Add(1)
-	}
+// lookup reads a key of the command's slot, counting the hit or miss.
+func (ctx *Ctx) lookup(key []byte) (storage.Record, bool) {
+	rec, found := ctx.srv.store.Lookup(ctx.Slot, key)
+	ctx.c.countLookup(found)
+	return rec, found
 }
 
 // STRLEN key
 func strlenCmd(ctx *Ctx) (resp.Value, error) {
-	var n int
-	_, err := ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) { n = len(r.Value) })
-	return resp.Int(int64(n)), err
+	rec, _ := ctx.lookup(ctx.Args[1])
+	return resp.Int(int64(len(rec.Value))), nil
 }
 
 // GETRANGE key start end
@@ -92,14 +83,12 @@ func getrangeCmd(ctx *Ctx) (resp.Value, error) {
 	if err != nil {
 		return resp.Value{}, err
 	}
-	var out []byte
-	_, err = ctx.Store().View(ctx.Slot, ctx.Args[1], func(r storage.Record) {
-		out = bytes.Clone(substr(r.Value, start, end))
-	})
+	rec, _ := ctx.lookup(ctx.Args[1])
+	out := substr(rec.Value, start, end)
 	if out == nil {
 		out = []byte{}
 	}
-	return resp.Bulk(out), err
+	return resp.Bulk(out), nil
 }
 
 // substr applies GETRANGE's index rules: negative indexes count from the
@@ -127,12 +116,7 @@ func mgetCmd(ctx *Ctx) (resp.Value, error) {
 	keys := ctx.Args[1:]
 	out := make([]resp.Value, len(keys))
 	for i, k := range keys {
-		rec, found, err := ctx.Store().Get(ctx.Slot, k)
-		if err != nil {
-			return resp.Value{}, err
-		}
-		ctx.srv.countLookup(found)
-		if found {
+		if rec, found := ctx.lookup(k); found {
 			out[i] = resp.Bulk(rec.Value)
 		} else {
 			out[i] = resp.Null

@@ -53,8 +53,8 @@ type committer struct {
 	// flight or the batch being built, keyed by Badger key: together with
 	// the published snapshot it is the current state.
 	overlay map[string]overlayEntry
-	// readTxn reads the published snapshot while a batch is built.
-	readTxn *badger.Txn
+	// tombs lists the index's tombstones, oldest first.
+	tombs tombstoneQueue
 	// txn collects the writes of the batch being built (of its current
 	// chunk, when the batch is too big for one Badger transaction).
 	txn *badger.Txn
@@ -80,7 +80,7 @@ type batch struct {
 	pendings []*Pending
 	ops      int
 	// deltas are count changes of writes not yet committed.
-	deltas map[uint16]int64
+	deltas map[uint16]count
 	// keys are the overlay keys the batch wrote, to prune once it is
 	// published.
 	keys []string
@@ -94,7 +94,7 @@ func (c *committer) init(s *Store, commitTs uint64) {
 	c.commitTs = commitTs
 	c.overlay = make(map[string]overlayEntry)
 	for i := range c.batches {
-		c.batches[i].deltas = make(map[uint16]int64)
+		c.batches[i].deltas = make(map[uint16]count)
 		c.batches[i].done = make(chan error, 1)
 	}
 }
@@ -180,7 +180,6 @@ func (c *committer) newBatch() *batch {
 // runBatch runs every function of the batch and hands its writes to Badger.
 func (c *committer) runBatch(b *batch) {
 	s := c.s
-	c.readTxn = s.db.NewTransactionAt(s.readTs.Load(), false)
 	c.txn = s.db.NewTransactionAt(s.readTs.Load(), true)
 	c.chunkWrites = 0
 
@@ -194,8 +193,6 @@ run:
 			}
 		}
 	}
-	c.readTxn.Discard()
-	c.readTxn = nil
 
 	// The batch was built on the in-flight batch's writes: it can only be
 	// committed after, and if, that one is.
@@ -235,12 +232,6 @@ func (c *committer) finishInflight(err error) {
 		c.s.stats.commits.Add(1)
 	}
 	c.finish(b, err)
-	if c.readTxn != nil {
-		// A batch being built reads the published snapshot; it just moved,
-		// and the overlay entries it replaces are gone.
-		c.readTxn.Discard()
-		c.readTxn = c.s.db.NewTransactionAt(c.s.readTs.Load(), false)
-	}
 }
 
 // finish completes a batch whose writes are all committed (or failed):
@@ -251,6 +242,7 @@ func (c *committer) finish(b *batch, err error) {
 		for slot, d := range b.deltas {
 			s.addCount(slot, d)
 		}
+		c.index(b)
 	}
 	// Publish before completing, so that a client that saw its write
 	// acknowledged reads it back. Every commit timestamp issued is complete
@@ -279,6 +271,23 @@ func (c *committer) finish(b *batch, err error) {
 	s.stats.submissions.Add(uint64(len(b.pendings)))
 }
 
+// index applies a committed batch to the in-memory index, before its
+// submissions are acknowledged, and forgets tombstones Badger has dropped.
+func (c *committer) index(b *batch) {
+	s := c.s
+	now := s.Now()
+	for _, p := range b.pendings {
+		for _, m := range p.muts {
+			k := string(m.Key)
+			s.index.set(m.Slot, k, m.Rec)
+			if m.Rec.Tombstone {
+				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})
+			}
+		}
+	}
+	c.tombs.expire(&s.index, now-s.opts.TombstoneTTL.Milliseconds())
+}
+
 // runFn runs one write function. The function's writes go to the overlay at
 // once (so it and later functions see them) but reach the Badger
 // transaction only when it returns without failing, so that a failed
@@ -300,7 +309,7 @@ func (c *committer) runFn(b *batch, p *Pending, fn func(tx *Tx)) error {
 		}
 	}
 	for _, d := range tx.deltas {
-		b.deltas[d.slot] += d.delta
+		b.deltas[d.slot] = b.deltas[d.slot].plus(d.delta)
 	}
 	return nil
 }
@@ -378,11 +387,15 @@ func (c *committer) runDrop(p *Pending) {
 	case p.drop.slot < 0:
 		for i := range s.counts {
 			s.counts[i].Store(0)
+			s.volatile[i].Store(0)
+			s.index.dropSlot(uint16(i))
 		}
 		s.total.Store(0)
+		s.volatileTotal.Store(0)
 	default:
 		slot := uint16(p.drop.slot)
-		s.addCount(slot, -s.counts[slot].Load())
+		s.addCount(slot, count{keys: -s.counts[slot].Load(), volatile: -s.volatile[slot].Load()})
+		s.index.dropSlot(slot)
 	}
 	p.complete(err)
 	s.stats.batches.Add(1)

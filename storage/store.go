@@ -2,7 +2,6 @@ package storage
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -75,9 +74,16 @@ type Store struct {
 	// total their sum; only the committer changes them.
 	counts [SlotCount]atomic.Int64
 	total  atomic.Int64
+	// volatile and volatileTotal count the keys that have an expiry.
+	volatile      [SlotCount]atomic.Int64
+	volatileTotal atomic.Int64
 
 	gate    gate
 	readers readerSet
+
+	// index is the committed state of every key, in memory, for point
+	// reads and the committer's lookups.
+	index memIndex
 
 	submitCh   chan *Pending
 	stopCommit chan struct{} // closed by Close: drain the queue and exit
@@ -225,6 +231,22 @@ func (s *Store) Get(slot uint16, key []byte) (Record, bool, error) {
 	return out, found, err
 }
 
+// Lookup returns the live record of a key without copying: the value is
+// shared with the store and must not be modified, but stays valid (a later
+// write stores a new value rather than changing this one). It never waits
+// for a commit.
+func (s *Store) Lookup(slot uint16, key []byte) (Record, bool) {
+	if slot >= SlotCount {
+		return Record{}, false
+	}
+	rec, ok := s.index.get(slot, key)
+	// The clock is read only for keys that can expire.
+	if !ok || rec.Tombstone || (rec.ExpireAt != 0 && rec.ExpireAt <= s.Now()) {
+		return Record{}, false
+	}
+	return rec, true
+}
+
 // View calls fn with the live record of a key, if there is one, without
 // copying its value: Record.Value is valid only inside fn. It reports
 // whether fn was called. It never waits for a commit.
@@ -233,37 +255,11 @@ func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
 		return false, ErrClosed
 	}
 	defer s.gate.exit()
-
-	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
-	defer txn.Discard()
-	item, err := txn.Get(appendDataKey(make([]byte, 0, slotPrefixLen+len(key)), slot, key))
-	if err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return false, nil
-		}
-		return false, fmt.Errorf("storage: get: %w", err)
+	rec, ok := s.Lookup(slot, key)
+	if ok {
+		fn(rec)
 	}
-	if item.UserMeta()&flagTombstone != 0 {
-		return false, nil
-	}
-	var found bool
-	err = item.Value(func(v []byte) error {
-		h, payload, err := decodeHeader(v)
-		if err != nil {
-			return err
-		}
-		// The clock is read only for keys that can expire.
-		if h.tombstone() || (h.expireAt != 0 && h.expireAt <= s.Now()) {
-			return nil
-		}
-		found = true
-		fn(Record{Value: payload, ExpireAt: h.expireAt, Version: h.version})
-		return nil
-	})
-	if err != nil {
-		return false, fmt.Errorf("storage: get: %w", err)
-	}
-	return found, nil
+	return ok, nil
 }
 
 // ScanSlot calls fn for each live key of slot in key order, starting strictly
@@ -317,12 +313,13 @@ func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Reco
 	return nil
 }
 
-// rebuildCounts recomputes the per-slot counts from one scan of the
-// user-data range, and returns the highest record version seen. It runs at
-// Open, before the committer starts, or inside the committer.
+// rebuildCounts recomputes the per-slot counts and the in-memory index from
+// one scan of the user-data range, and returns the highest record version
+// seen. It runs at Open, before the committer starts, or inside the
+// committer.
 func (s *Store) rebuildCounts() (uint64, error) {
-	var counts [SlotCount]int64
-	var total int64
+	var counts, volatile [SlotCount]int64
+	var total, volatileTotal int64
 	var maxVersion uint64
 
 	ts := s.readers.acquire(&s.readTs)
@@ -331,20 +328,38 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	defer txn.Discard()
 	it := txn.NewIterator(badger.IteratorOptions{})
 	defer it.Close()
-	// Values below the threshold sit next to their keys, so reading their
-	// header is cheap; a larger one would cost a value-log read, and its
-	// version only matters for the clock's starting point.
-	inline := s.opts.valueThreshold()
-	readVersion := func(v []byte) error {
-		h, _, err := decodeHeader(v)
-		if err == nil {
-			maxVersion = max(maxVersion, h.version)
+	for i := range s.index.slots {
+		s.index.dropSlot(uint16(i))
+	}
+	s.c.tombs.reset()
+	now := s.Now()
+	var slot uint16
+	var key []byte
+	load := func(v []byte) error {
+		h, payload, err := decodeHeader(v)
+		if err != nil {
+			return err
 		}
-		return err
+		maxVersion = max(maxVersion, h.version)
+		rec := Record{ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
+		if !rec.Tombstone {
+			rec.Value = append(make([]byte, 0, len(payload)), payload...)
+		}
+		if !rec.Tombstone && rec.ExpireAt != 0 {
+			volatile[slot]++
+			volatileTotal++
+		}
+		k := string(key)
+		s.index.set(slot, k, rec)
+		if rec.Tombstone {
+			s.c.tombs.push(tombstoneRef{slot: slot, key: k, version: rec.Version, at: now})
+		}
+		return nil
 	}
 	for it.Seek([]byte{slotKeyFlag}); it.Valid(); it.Next() {
 		item := it.Item()
-		slot, _, ok := parseDataKey(item.Key())
+		var ok bool
+		slot, key, ok = parseDataKey(item.Key())
 		if !ok || slot >= SlotCount {
 			break // Past the user-data range (0x80..0xBF): nothing else follows.
 		}
@@ -352,26 +367,39 @@ func (s *Store) rebuildCounts() (uint64, error) {
 			counts[slot]++
 			total++
 		}
-		if item.ValueSize() < inline {
-			if err := item.Value(readVersion); err != nil {
-				return 0, fmt.Errorf("key %q: %w", item.Key(), err)
-			}
+		if err := item.Value(load); err != nil {
+			return 0, fmt.Errorf("key %q: %w", item.Key(), err)
 		}
 	}
 	for i := range counts {
 		s.counts[i].Store(counts[i])
+		s.volatile[i].Store(volatile[i])
 	}
 	s.total.Store(total)
+	s.volatileTotal.Store(volatileTotal)
 	return maxVersion, nil
 }
 
+// count is a change in a slot's key counts.
+type count struct{ keys, volatile int64 }
+
+func (c count) plus(d count) count { return count{c.keys + d.keys, c.volatile + d.volatile} }
+
 // addCount applies a count change to one slot.
-func (s *Store) addCount(slot uint16, d int64) {
-	if d != 0 {
-		s.counts[slot].Add(d)
-		s.total.Add(d)
+func (s *Store) addCount(slot uint16, d count) {
+	if d.keys != 0 {
+		s.counts[slot].Add(d.keys)
+		s.total.Add(d.keys)
+	}
+	if d.volatile != 0 {
+		s.volatile[slot].Add(d.volatile)
+		s.volatileTotal.Add(d.volatile)
 	}
 }
+
+// ExpiresLen is the number of keys that have an expiry (INFO's
+// "expires"). It is O(1).
+func (s *Store) ExpiresLen() int64 { return s.volatileTotal.Load() }
 
 // gate lets Close wait for every read and Submit in progress and refuse new
 // ones, without a lock on the read path: entering is one atomic add. Unlike a

@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"errors"
 	"fmt"
 	"runtime/debug"
 
@@ -15,10 +14,10 @@ type write struct {
 	delKey []byte
 }
 
-// slotDelta is a count change.
+// slotDelta is a count change of one slot.
 type slotDelta struct {
 	slot  uint16
-	delta int64
+	delta count
 }
 
 // undo restores one overlay entry when a function fails.
@@ -128,35 +127,22 @@ func (tx *Tx) dataKey(slot uint16, key []byte) []byte {
 
 // lookup returns the current stored state of a Badger key (tombstones and
 // expired records included): the overlay's if the batch wrote it, otherwise
-// the committed one. With withValue the value is copied out of Badger;
-// otherwise Record.Value is nil for committed records.
+// the committed one, from the in-memory index. With withValue the value is
+// shared (never modified); otherwise Record.Value is nil for committed
+// records.
 func (tx *Tx) lookup(bk []byte, withValue bool) (Record, bool, error) {
 	if e, ok := tx.c.overlay[string(bk)]; ok {
 		return e.rec, true, nil
 	}
-	item, err := tx.c.readTxn.Get(bk)
-	if err != nil {
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return Record{}, false, nil
-		}
-		return Record{}, false, fmt.Errorf("storage: read: %w", err)
+	slot, key, ok := parseDataKey(bk)
+	if !ok {
+		return Record{}, false, fmt.Errorf("storage: bad data key %q", bk)
 	}
-	var rec Record
-	err = item.Value(func(v []byte) error {
-		h, payload, err := decodeHeader(v)
-		if err != nil {
-			return err
-		}
-		rec = Record{ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
-		if withValue && !rec.Tombstone {
-			rec.Value = append(make([]byte, 0, len(payload)), payload...)
-		}
-		return nil
-	})
-	if err != nil {
-		return Record{}, false, fmt.Errorf("storage: read %q: %w", bk, err)
+	rec, ok := tx.c.s.index.get(slot, key)
+	if !withValue {
+		rec.Value = nil
 	}
-	return rec, true, nil
+	return rec, ok, nil
 }
 
 // stored is lookup for write functions: a read error fails the function and
@@ -297,15 +283,22 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record, prev Record, had bool) {
 
 	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec})
 
-	// Counts follow stored non-tombstone records, expired or not.
-	var d int64
+	// Counts follow stored non-tombstone records, expired or not; the
+	// volatile count those with an expiry.
+	var d count
 	if had && !prev.Tombstone {
-		d--
+		d.keys--
+		if prev.ExpireAt != 0 {
+			d.volatile--
+		}
 	}
 	if !rec.Tombstone {
-		d++
+		d.keys++
+		if rec.ExpireAt != 0 {
+			d.volatile++
+		}
 	}
-	if d != 0 {
+	if d != (count{}) {
 		tx.deltas = append(tx.deltas, slotDelta{slot, d})
 	}
 }
