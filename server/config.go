@@ -20,6 +20,8 @@ type Config struct {
 	AppendFsync string
 	InMemory    bool
 	Logger      *slog.Logger
+	// Topology places slots on nodes; nil makes the node a cluster of one.
+	Topology Topology
 }
 
 // DefaultConfig returns Redis's defaults: 127.0.0.1:6379, 10000 clients,

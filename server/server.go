@@ -24,10 +24,12 @@ var ErrClosed = errors.New("server closed")
 
 // Server is one node's RESP front end.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	store *storage.Store
-	table Table
+	cfg    Config
+	log    *slog.Logger
+	store  *storage.Store
+	table  Table
+	topo   Topology
+	selfID string
 
 	// Settings that CONFIG SET may change while clients run.
 	requirePass     atomic.Pointer[string]
@@ -124,11 +126,12 @@ func New(cfg Config, store *storage.Store) (*Server, error) {
 		clients: map[int64]*client{},
 		started: time.Now(),
 		runID:   randomHex(20),
+		topo:    cfg.Topology,
 	}
 	s.requirePass.Store(&cfg.RequirePass)
 	s.maxClients.Store(int64(cfg.MaxClients))
 	s.protoMaxBulkLen.Store(cfg.ProtoMaxBulkLen)
-	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands())
+	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), clusterCommands())
 	return s, nil
 }
 
@@ -154,11 +157,26 @@ func (s *Server) Listen() error {
 // Addr is the bound address, after Listen.
 func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
 
+// SetTopology sets the cluster the node serves in. Call it between Listen
+// (which fixes the port the cluster announces) and Serve.
+func (s *Server) SetTopology(t Topology) { s.topo = t }
+
+// ensureTopology makes a node without a cluster a cluster of one that owns
+// every slot.
+func (s *Server) ensureTopology() {
+	if s.topo == nil {
+		addr := s.Addr()
+		s.topo = cluster.NewStatic(cluster.NewNodeID(), addr.String(), addr.Port+10000)
+	}
+	s.selfID = s.topo.Self().ID
+}
+
 // Serve answers clients until Close.
 func (s *Server) Serve() error {
 	if s.ln == nil {
 		return errors.New("server: Serve before Listen")
 	}
+	s.ensureTopology()
 	err := s.rc.Serve(s.ln)
 	s.mu.RLock()
 	closing := s.closing
@@ -169,11 +187,14 @@ func (s *Server) Serve() error {
 	return err
 }
 
-// Start listens and serves in the background.
+// Start listens (unless Listen already did) and serves in the background.
 func (s *Server) Start() error {
-	if err := s.Listen(); err != nil {
-		return err
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
 	}
+	s.ensureTopology()
 	go func() {
 		if err := s.Serve(); err != nil && !errors.Is(err, ErrClosed) {
 			s.log.Error("serve", "err", err)
@@ -311,8 +332,7 @@ func (c *client) exec(args [][]byte) {
 }
 
 // route finds the single slot of a command's keys (CROSSSLOT if they span
-// several). Every key-taking command goes through here, so this is where
-// the cluster will decide between serving and redirecting.
+// several) and redirects to the slot's owner when that is another node.
 func (s *Server) route(cmd *Command, args [][]byte) (slot uint16, err error) {
 	first := true
 	cmd.keyPositions(args, func(i int) {
@@ -324,7 +344,13 @@ func (s *Server) route(cmd *Command, args [][]byte) (slot uint16, err error) {
 			err = resp.ErrCrossSlot
 		}
 	})
-	return slot, err
+	if err != nil || first {
+		return slot, err
+	}
+	if owner := s.topo.Ring().Owner(slot); owner.ID != s.selfID {
+		return slot, moved(slot, owner.Addr)
+	}
+	return slot, nil
 }
 
 // Ctx is what a handler sees of the command it runs. It is reused per

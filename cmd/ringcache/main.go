@@ -14,7 +14,9 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/server"
 	"github.com/ringcache/ringcache/storage"
 )
@@ -61,6 +63,17 @@ func run(args []string) error {
 	fs.Var(memFlag{&sto.MemTableSize}, "memtable-size", "Badger memtable size (e.g. 64mb)")
 	fs.Var(memFlag{&sto.BlockCacheSize}, "block-cache-size", "Badger block cache size (e.g. 64mb)")
 	fs.Var(memFlag{&sto.IndexCacheSize}, "index-cache-size", "Badger index cache size (0: keep indexes in memory)")
+	cc := cluster.DefaultConfig()
+	clusterPort := fs.Int("cluster-port", 0, "gossip port (TCP and UDP); default: port+10000, as Redis's cluster bus")
+	join := fs.String("join", "", "comma-separated gossip addresses (host:port) of nodes to join; retried until one answers")
+	fs.DurationVar(&cc.JoinTimeout, "join-timeout", cc.JoinTimeout, "give up joining after this long")
+	fs.StringVar(&cc.AnnounceIP, "announce-ip", "", "IP announced to other nodes and clients (default: --bind, or the first private address when bound to all)")
+	fs.StringVar(&cc.SecretKey, "cluster-key", "", "shared secret: gossip is encrypted and authenticated; nodes with another key cannot join")
+	fs.IntVar(&cc.VNodes, "vnodes", cc.VNodes, "ring tokens per node (see README: balance vs. ring size)")
+	fs.DurationVar(&cc.ProbeInterval, "probe-interval", cc.ProbeInterval, "failure detection: interval between probes of a random node")
+	fs.DurationVar(&cc.ProbeTimeout, "probe-timeout", cc.ProbeTimeout, "failure detection: how long to wait for a probe's ack")
+	fs.DurationVar(&cc.GossipInterval, "gossip-interval", cc.GossipInterval, "interval between gossip rounds")
+	fs.IntVar(&cc.SuspicionMult, "suspicion-mult", cc.SuspicionMult, "failure detection: suspicion timeout multiplier")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	fs.Usage = func() {
@@ -103,6 +116,29 @@ func run(args []string) error {
 		store.Close()
 		return err
 	}
+	cc.Logger = log
+	cc.BindIP = cfg.Bind
+	cc.RESPPort = srv.Addr().Port
+	cc.GossipPort = *clusterPort
+	if cc.GossipPort == 0 {
+		cc.GossipPort = cc.RESPPort + 10000
+	}
+	if *join != "" {
+		cc.Join = strings.Split(*join, ",")
+	}
+	if cfg.InMemory {
+		cc.NodeID = cluster.NewNodeID()
+	} else if cc.NodeID, err = cluster.LoadNodeID(cfg.Dir); err != nil {
+		store.Close()
+		return err
+	}
+	clu, err := cluster.Start(cc)
+	if err != nil {
+		srv.Close()
+		store.Close()
+		return err
+	}
+	srv.SetTopology(clu)
 	if *pprofAddr != "" {
 		go func() {
 			log.Info("pprof listening", "addr", *pprofAddr)
@@ -116,7 +152,7 @@ func run(args []string) error {
 	defer stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
-	log.Info("ringcache ready", "addr", srv.Addr().String(), "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len())
+	log.Info("ringcache ready", "addr", srv.Addr().String(), "gossip_port", clu.GossipPort(), "node_id", cc.NodeID, "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len())
 
 	select {
 	case <-ctx.Done():
@@ -124,7 +160,13 @@ func run(args []string) error {
 	case err := <-serveErr:
 		log.Error("server stopped", "err", err)
 	}
+	// Say goodbye first, so the others drop this node from the ring at once
+	// instead of after failure detection.
+	if err := clu.Leave(2 * time.Second); err != nil {
+		log.Warn("leave", "err", err)
+	}
 	srvErr := srv.Close()
+	clu.Shutdown()
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close storage: %w", err)
 	}

@@ -5,6 +5,7 @@ package servertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/server"
 	"github.com/ringcache/ringcache/storage"
 )
@@ -24,7 +26,11 @@ type Node struct {
 	Store   *storage.Store
 	Config  server.Config
 	Storage storage.Options
-	closed  bool
+	// Cluster is the node's gossip membership, for nodes of a test cluster.
+	Cluster *cluster.Cluster
+	// ClusterConfig is the membership configuration it started with.
+	ClusterConfig cluster.Config
+	closed        bool
 }
 
 // Option adjusts a node's configuration before it starts.
@@ -46,6 +52,16 @@ func WithConfig(fn func(*server.Config, *storage.Options)) Option { return fn }
 // Start starts a node on a free loopback port and stops it at the test's end.
 func Start(t testing.TB, opts ...Option) *Node {
 	t.Helper()
+	n := newNode(t, opts...)
+	n.start()
+	t.Cleanup(n.Close)
+	return n
+}
+
+// newNode prepares a node's configuration: a free loopback port, a fresh
+// data directory, a quiet logger.
+func newNode(t testing.TB, opts ...Option) *Node {
+	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Port = 0
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -56,31 +72,53 @@ func Start(t testing.TB, opts ...Option) *Node {
 		o(&cfg, &so)
 	}
 	cfg.Dir = so.Dir
-	n := &Node{t: t, Config: cfg, Storage: so}
-	n.start()
-	t.Cleanup(n.Close)
-	return n
+	return &Node{t: t, Config: cfg, Storage: so}
 }
 
 func (n *Node) start() {
 	n.t.Helper()
+	if err := n.startErr(); err != nil {
+		n.t.Fatal(err)
+	}
+}
+
+// startErr starts the node, joining a cluster when ClusterConfig names a
+// node ID, and reports what failed instead of failing the test.
+func (n *Node) startErr() error {
 	st, err := storage.Open(n.Storage)
 	if err != nil {
-		n.t.Fatalf("open storage: %v", err)
+		return fmt.Errorf("open storage: %w", err)
 	}
 	srv, err := server.New(n.Config, st)
 	if err != nil {
 		st.Close()
-		n.t.Fatalf("new server: %v", err)
+		return fmt.Errorf("new server: %w", err)
+	}
+	if err := srv.Listen(); err != nil {
+		st.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	if n.ClusterConfig.NodeID != "" {
+		cc := n.ClusterConfig
+		cc.RESPPort = srv.Addr().Port
+		clu, err := cluster.Start(cc)
+		if err != nil {
+			srv.Close()
+			st.Close()
+			return err
+		}
+		n.Cluster = clu
+		srv.SetTopology(clu)
 	}
 	if err := srv.Start(); err != nil {
 		st.Close()
-		n.t.Fatalf("start server: %v", err)
+		return fmt.Errorf("start server: %w", err)
 	}
 	n.Server, n.Store, n.closed = srv, st, false
 	n.Addr = srv.Addr().String()
 	// Keep the port for restarts, so clients can reconnect.
 	n.Config.Port = srv.Addr().Port
+	return nil
 }
 
 // Close stops the node: server first, then storage. Safe to call twice.
@@ -89,6 +127,9 @@ func (n *Node) Close() {
 		return
 	}
 	n.closed = true
+	if n.Cluster != nil {
+		n.Cluster.Shutdown()
+	}
 	if err := n.Server.Close(); err != nil {
 		n.t.Errorf("close server: %v", err)
 	}
@@ -130,7 +171,7 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 
 // Ctx is a context for test calls, bounded so a hung server fails the test.
 func Ctx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -1,0 +1,318 @@
+package server_test
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/server/servertest"
+)
+
+// TestClusterTopologyReplies checks that CLUSTER SLOTS, SHARDS and NODES
+// are the same on every node, cover every slot exactly once, and agree with
+// CLUSTER KEYSLOT and with where keys are served.
+func TestClusterTopologyReplies(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	ctx := servertest.Ctx(t)
+	var firstSlots []redis.ClusterSlot
+	var firstShards []redis.ClusterShard
+	var firstNodes string
+	for i, n := range c.Nodes {
+		rdb := n.Client()
+		slots, err := rdb.ClusterSlots(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards, err := rdb.ClusterShards(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes, err := rdb.ClusterNodes(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(nodes, "myself,master") != 1 || !strings.Contains(nodes, n.Cluster.Self().ID+" "+n.Addr) {
+			t.Fatalf("node %d: CLUSTER NODES does not mark itself:\n%s", i, nodes)
+		}
+		nodes = strings.ReplaceAll(nodes, "myself,", "")
+		if i == 0 {
+			firstSlots, firstShards, firstNodes = slots, shards, nodes
+			continue
+		}
+		if !reflect.DeepEqual(slots, firstSlots) {
+			t.Errorf("node %d: CLUSTER SLOTS differs from node 0", i)
+		}
+		if !reflect.DeepEqual(shards, firstShards) {
+			t.Errorf("node %d: CLUSTER SHARDS differs from node 0", i)
+		}
+		if nodes != firstNodes {
+			t.Errorf("node %d: CLUSTER NODES differs from node 0:\n%s\nvs\n%s", i, nodes, firstNodes)
+		}
+	}
+
+	// SLOTS: ascending, contiguous, complete; every node owns some.
+	owner := make([]string, cluster.SlotCount)
+	next := 0
+	for _, s := range firstSlots {
+		if s.Start != next || s.End < s.Start {
+			t.Fatalf("CLUSTER SLOTS range %d-%d after slot %d", s.Start, s.End, next-1)
+		}
+		if len(s.Nodes) != 1 || len(s.Nodes[0].ID) != 40 {
+			t.Fatalf("range %d-%d nodes %+v", s.Start, s.End, s.Nodes)
+		}
+		for slot := s.Start; slot <= s.End; slot++ {
+			owner[slot] = s.Nodes[0].Addr
+		}
+		next = s.End + 1
+	}
+	if next != cluster.SlotCount {
+		t.Fatalf("CLUSTER SLOTS covers up to %d", next)
+	}
+	// SHARDS and NODES give the same owners.
+	shardOwner := make([]string, cluster.SlotCount)
+	for _, sh := range firstShards {
+		for _, r := range sh.Slots {
+			for slot := r.Start; slot <= r.End; slot++ {
+				shardOwner[slot] = fmt.Sprintf("%s:%d", sh.Nodes[0].IP, sh.Nodes[0].Port)
+			}
+		}
+	}
+	if !reflect.DeepEqual(shardOwner, owner) {
+		t.Error("CLUSTER SHARDS disagrees with CLUSTER SLOTS")
+	}
+	nodeOwner := make([]string, cluster.SlotCount)
+	masters := 0
+	for _, line := range strings.Split(strings.TrimSpace(firstNodes), "\n") {
+		f := strings.Fields(line)
+		if f[2] != "master" || f[7] != "connected" {
+			t.Fatalf("CLUSTER NODES line %q", line)
+		}
+		masters++
+		addr := strings.Split(f[1], "@")[0]
+		for _, r := range f[8:] {
+			lo, hi, _ := strings.Cut(r, "-")
+			if hi == "" {
+				hi = lo
+			}
+			a, _ := strconv.Atoi(lo)
+			b, _ := strconv.Atoi(hi)
+			for slot := a; slot <= b; slot++ {
+				nodeOwner[slot] = addr
+			}
+		}
+	}
+	if masters != 3 || !reflect.DeepEqual(nodeOwner, owner) {
+		t.Errorf("CLUSTER NODES: %d masters, owners agree with SLOTS: %v", masters, reflect.DeepEqual(nodeOwner, owner))
+	}
+
+	// KEYSLOT matches the client-side hash, and each key is served only by
+	// the owner of its slot; the others redirect there.
+	for _, key := range []string{"somekey", "foo{hash_tag}", "foo", "user:42"} {
+		slot, err := c.Nodes[1].Client().ClusterKeySlot(ctx, key).Result()
+		if err != nil || slot != int64(cluster.KeySlot([]byte(key))) {
+			t.Fatalf("CLUSTER KEYSLOT %s = %d, %v", key, slot, err)
+		}
+		for _, n := range c.Nodes {
+			err := n.Client().Set(ctx, key, "v", 0).Err()
+			if n.Addr == owner[slot] {
+				if err != nil {
+					t.Fatalf("owner %s refused %s: %v", n.Addr, key, err)
+				}
+				continue
+			}
+			want := fmt.Sprintf("MOVED %d %s", slot, owner[slot])
+			if err == nil || err.Error() != want {
+				t.Fatalf("non-owner %s for %s: err %v, want %q", n.Addr, key, err, want)
+			}
+		}
+	}
+	info, err := c.Nodes[2].Client().ClusterInfo(ctx).Result()
+	if err != nil || !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
+		t.Fatalf("CLUSTER INFO = %q, %v", info, err)
+	}
+}
+
+// TestClusterClient drives 3- and 5-node clusters with go-redis's cluster
+// client: 10,000 keys spread over every node, multi-key commands with hash
+// tags, and CROSSSLOT without them.
+func TestClusterClient(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			c := servertest.StartCluster(t, size)
+			ctx := servertest.Ctx(t)
+			rdb := c.Client()
+			const keys = 10000
+			pipe := rdb.Pipeline()
+			for i := range keys {
+				pipe.Set(ctx, "key:"+strconv.Itoa(i), i, 0)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			pipe = rdb.Pipeline()
+			gets := make([]*redis.StringCmd, keys)
+			for i := range keys {
+				gets[i] = pipe.Get(ctx, "key:"+strconv.Itoa(i))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i, g := range gets {
+				if g.Val() != strconv.Itoa(i) {
+					t.Fatalf("key:%d = %q", i, g.Val())
+				}
+			}
+			// Every node holds a share of the keys, and only its own.
+			var total int64
+			for _, n := range c.Nodes {
+				size := n.Store.Len()
+				if size == 0 {
+					t.Errorf("node %s holds no keys", n.Addr)
+				}
+				total += size
+			}
+			if total != keys {
+				t.Errorf("nodes hold %d keys in all, want %d", total, keys)
+			}
+			if err := rdb.MSet(ctx, "{user:1}:name", "ann", "{user:1}:age", "33").Err(); err != nil {
+				t.Fatal(err)
+			}
+			vals, err := rdb.MGet(ctx, "{user:1}:name", "{user:1}:age").Result()
+			if err != nil || !reflect.DeepEqual(vals, []any{"ann", "33"}) {
+				t.Fatalf("MGET with hash tag = %v, %v", vals, err)
+			}
+			err = rdb.Do(ctx, "MSET", "a", "1", "b", "2").Err()
+			if err == nil || err.Error() != "CROSSSLOT Keys in request don't hash to the same slot" {
+				t.Fatalf("MSET across slots: %v", err)
+			}
+		})
+	}
+}
+
+// TestClusterRedisCLI uses redis-cli -c against every node, and plain
+// redis-cli for the exact MOVED text.
+func TestClusterRedisCLI(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	for i, n := range c.Nodes {
+		port := strconv.Itoa(n.Config.Port)
+		for j := range 20 {
+			key := fmt.Sprintf("cli:%d:%d", i, j)
+			if out := strings.TrimSpace(runTool(t, nil, "redis-cli", "-c", "-p", port, "set", key, key)); out != "OK" {
+				t.Fatalf("redis-cli -c -p %s set %s: %q", port, key, out)
+			}
+			if out := strings.TrimSpace(runTool(t, nil, "redis-cli", "-c", "-p", port, "get", key)); out != key {
+				t.Fatalf("redis-cli -c -p %s get %s: %q", port, key, out)
+			}
+		}
+	}
+	// Find a key node 0 does not own: plain redis-cli shows the redirect.
+	ring := c.Nodes[0].Cluster.Ring()
+	for i := 0; ; i++ {
+		key := "user:" + strconv.Itoa(i)
+		slot := cluster.KeySlot([]byte(key))
+		owner := ring.Owner(slot)
+		if owner.ID == c.Nodes[0].Cluster.Self().ID {
+			continue
+		}
+		out := strings.TrimSpace(runTool(t, nil, "redis-cli", "-p", strconv.Itoa(c.Nodes[0].Config.Port), "get", key))
+		if want := fmt.Sprintf("MOVED %d %s", slot, owner.Addr); out != want {
+			t.Fatalf("plain redis-cli get %s = %q, want %q", key, out, want)
+		}
+		break
+	}
+}
+
+// TestClusterRedisBenchmark runs redis-benchmark --cluster against 3 nodes.
+func TestClusterRedisBenchmark(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	out := runTool(t, nil, "redis-benchmark", "-p", strconv.Itoa(c.Nodes[1].Config.Port), "--cluster", "-t", "set,get", "-n", "20000", "--csv")
+	if strings.Contains(strings.ToLower(out), "error") {
+		t.Fatalf("redis-benchmark --cluster reported errors:\n%s", out)
+	}
+	if !strings.Contains(out, "Cluster has 3 master nodes") || !strings.Contains(out, `"SET"`) || !strings.Contains(out, `"GET"`) {
+		t.Fatalf("redis-benchmark --cluster output:\n%s", out)
+	}
+}
+
+// TestClusterMembershipChanges adds a fourth node, then has it leave, then
+// kills one: each time every node converges on the same ring and the
+// cluster client keeps working.
+func TestClusterMembershipChanges(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	ctx := servertest.Ctx(t)
+	rdb := c.Client()
+	exercise := func(stage string) {
+		t.Helper()
+		// Ownership moved: the client learns it through MOVED, or, for a
+		// node that is gone, by reloading the topology after the error (as
+		// it does by itself every few seconds).
+		for i := range 300 {
+			key := fmt.Sprintf("%s:%d", stage, i)
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				err := rdb.Set(ctx, key, i, 0).Err()
+				var v int
+				if err == nil {
+					v, err = rdb.Get(ctx, key).Int()
+				}
+				if err == nil && v == i {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: SET/GET %s: %d, %v", stage, key, v, err)
+				}
+				rdb.ReloadState(ctx)
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+	exercise("before")
+	fourth := c.AddNode()
+	c.WaitConverged(20 * time.Second)
+	if c.Nodes[0].Cluster.Ring().Len() != 4 {
+		t.Fatal("ring does not have 4 members")
+	}
+	exercise("joined")
+	c.Leave(fourth)
+	c.WaitConverged(20 * time.Second)
+	exercise("left")
+	c.Kill(c.Nodes[2])
+	c.WaitConverged(20 * time.Second)
+	if n := c.Nodes[0].Cluster.Ring().Len(); n != 2 {
+		t.Fatalf("ring has %d members after a kill, want 2", n)
+	}
+	exercise("killed")
+}
+
+// TestClusterKeyRequired starts a node with the wrong --cluster-key and
+// without one: neither is admitted.
+func TestClusterKeyRequired(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	for _, key := range []string{"wrong-key", ""} {
+		cc := c.NodeConfig()
+		cc.SecretKey = key
+		cc.JoinTimeout = 2 * time.Second
+		_, err := c.TryAddNode(cc)
+		if !errors.Is(err, cluster.ErrJoin) {
+			t.Fatalf("key %q: join err = %v, want ErrJoin", key, err)
+		}
+		for _, n := range c.Nodes {
+			for _, m := range n.Cluster.Members() {
+				if m.ID == cc.NodeID {
+					t.Fatalf("node %s admitted the node with key %q", n.Addr, key)
+				}
+			}
+		}
+	}
+	c.WaitConverged(10 * time.Second)
+	if got := c.Nodes[0].Cluster.Ring().Len(); got != 3 {
+		t.Fatalf("ring has %d members", got)
+	}
+}
