@@ -5,15 +5,37 @@ PORT    ?= 6379
 DATA    ?= ./data
 FUZZTIME ?= 30s
 
-.PHONY: build run test fuzz bench lint clean
+.PHONY: build run run-one test fuzz bench bench-ring lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ringcache
 
-# One node on 127.0.0.1:$(PORT) with its data in $(DATA).
+# A three-node cluster on loopback: RESP on 7001-7003, gossip on
+# 17001-17003, data in $(DATA)/node-N, logs in $(DATA)/node-N.log. Ctrl-C
+# stops all three (each hands over cleanly on SIGTERM).
 run: build
-	@echo "ringcache on 127.0.0.1:$(PORT), data in $(DATA). In another terminal:  redis-cli -p $(PORT)"
-	@exec ./$(BIN) --bind 127.0.0.1 --port $(PORT) --dir $(DATA)
+	@mkdir -p $(DATA)
+	@bash -c 'set -u; pids=(); \
+	  trap "kill \$${pids[*]} 2>/dev/null; wait" INT TERM EXIT; \
+	  for i in 1 2 3; do \
+	    join=""; [ $$i -gt 1 ] && join="--join 127.0.0.1:17001"; \
+	    ./$(BIN) --bind 127.0.0.1 --port 700$$i --dir $(DATA)/node-$$i $$join $(ARGS) >>$(DATA)/node-$$i.log 2>&1 & pids+=($$!); \
+	  done; \
+	  for i in 1 2 3; do \
+	    for t in $$(seq 100); do \
+	      (exec 3<>/dev/tcp/127.0.0.1/700$$i && printf "PING\r\n" >&3 && head -c 7 <&3 | grep -q PONG) 2>/dev/null && break; \
+	      kill -0 $${pids[$$((i-1))]} 2>/dev/null || { echo "node $$i failed to start; see $(DATA)/node-$$i.log"; tail -5 $(DATA)/node-$$i.log; exit 1; }; \
+	      sleep 0.1; \
+	    done; \
+	  done; \
+	  echo "ringcache: 3 nodes on 127.0.0.1:7001-7003 (logs: $(DATA)/node-N.log). Ctrl-C stops them."; \
+	  echo "In another terminal:  redis-cli -c -p 7001"; \
+	  wait'
+
+# One node on 127.0.0.1:$(PORT), data in $(DATA)/single.
+run-one: build
+	@echo "ringcache on 127.0.0.1:$(PORT), data in $(DATA)/single. In another terminal:  redis-cli -c -p $(PORT)"
+	@exec ./$(BIN) --bind 127.0.0.1 --port $(PORT) --dir $(DATA)/single
 
 test:
 	$(GO) vet ./...
@@ -26,6 +48,9 @@ fuzz:
 
 bench:
 	$(GO) run ./bench/sidebyside
+
+bench-ring:
+	$(GO) run ./bench/ring
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)

@@ -181,7 +181,7 @@ func Start(cfg Config) (*Cluster, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	c.self = Meta{ID: cfg.NodeID, Addr: net.JoinHostPort(announce, strconv.Itoa(cfg.RESPPort)), State: StateActive, Version: uint64(time.Now().UnixNano())}
+	c.self = Meta{ID: cfg.NodeID, Addr: net.JoinHostPort(announce, strconv.Itoa(cfg.RESPPort)), Bus: cfg.GossipPort, State: StateActive, Version: uint64(time.Now().UnixNano())}
 	c.encodeMeta()
 
 	mc := memberlist.DefaultLocalConfig()
