@@ -278,7 +278,7 @@ func (c *committer) index(b *batch) {
 	now := s.Now()
 	for _, p := range b.pendings {
 		for _, m := range p.muts {
-			k := string(m.Key)
+			k := string(appendDataKey(make([]byte, 0, slotPrefixLen+len(m.Key)), m.Slot, m.Key))
 			s.index.set(m.Slot, k, m.Rec)
 			if m.Rec.Tombstone {
 				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})
@@ -388,8 +388,8 @@ func (c *committer) runDrop(p *Pending) {
 		for i := range s.counts {
 			s.counts[i].Store(0)
 			s.volatile[i].Store(0)
-			s.index.dropSlot(uint16(i))
 		}
+		s.index.reset()
 		s.total.Store(0)
 		s.volatileTotal.Store(0)
 	default:

@@ -12,60 +12,84 @@ import "sync"
 // the commit is acknowledged, so a reader never sees a write that might
 // still fail, and always sees one that was acknowledged.
 type memIndex struct {
-	slots [SlotCount]memSlot
+	shards [indexShards]memShard
 }
 
-// memSlot is one slot's keys. Locking per slot keeps readers of different
-// slots apart and lets a whole slot be dropped at once.
-type memSlot struct {
+// indexShards spreads the index over locks and maps. Shards are chosen by
+// slot, so dropping a slot touches one shard; within a shard, keys are
+// hashed (one map per slot would hold a handful of keys each, and Go scans
+// small maps comparing every key, a cache miss apiece).
+const indexShards = 256
+
+type memShard struct {
 	mu sync.RWMutex
-	m  map[string]Record
+	m  map[string]Record // keyed by the Badger data key: slot prefix + key
 }
+
+func (ix *memIndex) shard(slot uint16) *memShard { return &ix.shards[slot%indexShards] }
 
 // get returns the record stored for key, tombstones and expired records
 // included. Record.Value is shared and must not be modified.
 func (ix *memIndex) get(slot uint16, key []byte) (Record, bool) {
-	s := &ix.slots[slot]
+	var buf [128]byte
+	k := appendDataKey(buf[:0], slot, key)
+	s := ix.shard(slot)
 	s.mu.RLock()
-	rec, ok := s.m[string(key)]
+	rec, ok := s.m[string(k)]
 	s.mu.RUnlock()
 	return rec, ok
 }
 
-// set stores rec as key's state. rec.Value must never be modified after.
-func (ix *memIndex) set(slot uint16, key string, rec Record) {
-	s := &ix.slots[slot]
+// set stores rec as the state of the Badger data key bk (in slot). rec.Value
+// must never be modified after.
+func (ix *memIndex) set(slot uint16, bk string, rec Record) {
+	s := ix.shard(slot)
 	s.mu.Lock()
 	if s.m == nil {
 		s.m = make(map[string]Record)
 	}
-	s.m[key] = rec
+	s.m[bk] = rec
 	s.mu.Unlock()
 }
 
-// forgetTombstone removes key if it is still the tombstone of version v.
-func (ix *memIndex) forgetTombstone(slot uint16, key string, v uint64) {
-	s := &ix.slots[slot]
+// forgetTombstone removes bk if it is still the tombstone of version v.
+func (ix *memIndex) forgetTombstone(slot uint16, bk string, v uint64) {
+	s := ix.shard(slot)
 	s.mu.Lock()
-	if rec, ok := s.m[key]; ok && rec.Tombstone && rec.Version == v {
-		delete(s.m, key)
+	if rec, ok := s.m[bk]; ok && rec.Tombstone && rec.Version == v {
+		delete(s.m, bk)
 	}
 	s.mu.Unlock()
 }
 
 // dropSlot forgets every key of a slot.
 func (ix *memIndex) dropSlot(slot uint16) {
-	s := &ix.slots[slot]
+	p := slotPrefix(slot)
+	s := ix.shard(slot)
 	s.mu.Lock()
-	s.m = nil
+	for k := range s.m {
+		if k[0] == p[0] && k[1] == p[1] {
+			delete(s.m, k)
+		}
+	}
 	s.mu.Unlock()
+}
+
+// reset forgets every key.
+func (ix *memIndex) reset() {
+	for i := range ix.shards {
+		s := &ix.shards[i]
+		s.mu.Lock()
+		s.m = nil
+		s.mu.Unlock()
+	}
 }
 
 // tombstoneRef is a tombstone in the index, to forget once Badger has
 // dropped it too.
 type tombstoneRef struct {
 	slot    uint16
-	key     string
+	key     string // Badger data key
 	version uint64
 	at      int64 // unix ms when it was indexed
 }

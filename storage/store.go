@@ -328,9 +328,7 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	defer txn.Discard()
 	it := txn.NewIterator(badger.IteratorOptions{})
 	defer it.Close()
-	for i := range s.index.slots {
-		s.index.dropSlot(uint16(i))
-	}
+	s.index.reset()
 	s.c.tombs.reset()
 	now := s.Now()
 	var slot uint16
@@ -349,7 +347,7 @@ func (s *Store) rebuildCounts() (uint64, error) {
 			volatile[slot]++
 			volatileTotal++
 		}
-		k := string(key)
+		k := string(appendDataKey(make([]byte, 0, slotPrefixLen+len(key)), slot, key))
 		s.index.set(slot, k, rec)
 		if rec.Tombstone {
 			s.c.tombs.push(tombstoneRef{slot: slot, key: k, version: rec.Version, at: now})
