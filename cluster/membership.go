@@ -89,10 +89,12 @@ func DefaultConfig() Config {
 		JoinTimeout:    60 * time.Second,
 		VNodes:         DefaultVNodes,
 		Replicas:       1,
-		ProbeInterval:  500 * time.Millisecond,
-		ProbeTimeout:   200 * time.Millisecond,
+		// Slack enough that a busy node is not declared dead (a flapping
+		// member reshuffles slots); a dead node is still out in ~2-3 s.
+		ProbeInterval:  time.Second,
+		ProbeTimeout:   500 * time.Millisecond,
 		GossipInterval: 100 * time.Millisecond,
-		SuspicionMult:  3,
+		SuspicionMult:  4,
 	}
 }
 

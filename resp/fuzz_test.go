@@ -9,25 +9,25 @@ import (
 	"testing"
 )
 
-// fuzzLimits are small, so that random input reaches every limit.
-var fuzzLimits = Limits{MaxBulkLen: 16, MaxMultiBulkLen: 4, MaxInlineLen: 24, MaxQueryBufLen: 80}
+// guardFuzzLimits are small, so that random input reaches every limit.
+var guardFuzzLimits = Limits{MaxBulkLen: 16, MaxMultiBulkLen: 4, MaxInlineLen: 24, MaxQueryBufLen: 80}
 
-// refResult is what the reference says of a whole input.
-type refResult struct {
+// guardRefResult is what the reference says of a whole input.
+type guardRefResult struct {
 	good  []byte     // what redcon should get for the complete requests
 	cmds  [][][]byte // their arguments
 	mbulk []bool     // for each, whether it came as a multibulk
 	err   error      // nil if the input just ends
 }
 
-// refGuard is a plain, whole-buffer reading of the rules the streaming
+// guardRef is a plain, whole-buffer reading of the rules the streaming
 // scanner implements: Redis's framing (string2ll lengths, errors at the end
 // of a header line, "too big" past MaxInlineLen without a line end, a NUL
 // hiding every line end), with the strict CRLF checks, and inline lines
 // split as sdssplitargs does.
-func refGuard(in []byte, lim Limits) refResult {
+func guardRef(in []byte, lim Limits) guardRefResult {
 	lim = lim.withDefaults()
-	var res refResult
+	var res guardRefResult
 	pos := 0
 	for pos < len(in) {
 		if in[pos] != '*' {
@@ -50,13 +50,13 @@ func refGuard(in []byte, lim Limits) refResult {
 			if nl < 0 {
 				return res
 			}
-			args, ok := refSplitArgs(content)
+			args, ok := guardRefSplitArgs(content)
 			if !ok {
 				res.err = errUnbalanced
 				return res
 			}
 			if len(args) > 0 {
-				res.good = append(res.good, encode(args)...)
+				res.good = append(res.good, guardEncode(args)...)
 				res.cmds = append(res.cmds, args)
 				res.mbulk = append(res.mbulk, false)
 			}
@@ -65,12 +65,12 @@ func refGuard(in []byte, lim Limits) refResult {
 		}
 		// A multibulk request.
 		start := pos
-		hdr, next, err := refLine(in, pos, lim, errTooBigMultiBulk)
+		hdr, next, err := guardRefLine(in, pos, lim, errTooBigMultiBulk)
 		if err != nil || next < 0 {
 			res.err = err
 			return res
 		}
-		n, ok := redisInt(hdr[1:])
+		n, ok := guardRedisInt(hdr[1:])
 		if !ok || n > lim.MaxMultiBulkLen {
 			res.err = errInvalidMultiBulk
 			return res
@@ -86,7 +86,7 @@ func refGuard(in []byte, lim Limits) refResult {
 		reqLen := int64(pos - start)
 		var args [][]byte
 		for range n {
-			hdr, next, err := refLine(in, pos, lim, errTooBigBulk)
+			hdr, next, err := guardRefLine(in, pos, lim, errTooBigBulk)
 			if err != nil || next < 0 {
 				res.err = err
 				return res
@@ -99,7 +99,7 @@ func refGuard(in []byte, lim Limits) refResult {
 				res.err = errExpectedDollar(c)
 				return res
 			}
-			size, ok := redisInt(hdr[1:])
+			size, ok := guardRedisInt(hdr[1:])
 			if in[next-1] != '\n' || !ok || size < 0 || size > lim.MaxBulkLen {
 				res.err = errInvalidBulk
 				return res
@@ -129,9 +129,9 @@ func refGuard(in []byte, lim Limits) refResult {
 	return res
 }
 
-// refSplitArgs is Redis's sdssplitargs transliterated pointer for pointer,
+// guardRefSplitArgs is Redis's sdssplitargs transliterated pointer for pointer,
 // over a NUL-terminated copy of the line, as the C code sees it.
-func refSplitArgs(line []byte) (args [][]byte, ok bool) {
+func guardRefSplitArgs(line []byte) (args [][]byte, ok bool) {
 	b := append(bytes.Clone(line), 0)
 	isspace := func(c byte) bool { return bytes.IndexByte([]byte(" \t\n\v\f\r"), c) >= 0 }
 	hex := func(c byte) (byte, bool) {
@@ -206,8 +206,8 @@ func refSplitArgs(line []byte) (args [][]byte, ok bool) {
 	}
 }
 
-// encode is a multibulk request of args.
-func encode(args [][]byte) []byte {
+// guardEncode is a multibulk request of args.
+func guardEncode(args [][]byte) []byte {
 	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
 	for _, a := range args {
 		b = append(b, "$"+strconv.Itoa(len(a))+"\r\n"...)
@@ -217,11 +217,19 @@ func encode(args [][]byte) []byte {
 	return b
 }
 
-// refLine finds the header line at pos: its bytes before the '\r', and the
+// guardRefLine finds the header line at pos: its bytes before the '\r', and the
 // position after the byte that follows the '\r' (-1 if the input ends
-// first). A line longer than MaxInlineLen is tooBig, '\r' or not.
-func refLine(in []byte, pos int, lim Limits, tooBig error) (line []byte, next int, err error) {
+// first). A line longer than MaxInlineLen is tooBig, '\r' or not; so is one
+// with a NUL once the input from pos on is longer than that.
+func guardRefLine(in []byte, pos int, lim Limits, tooBig error) (line []byte, next int, err error) {
 	i := bytes.IndexByte(in[pos:], '\r')
+	if z := bytes.IndexByte(in[pos:], 0); z >= 0 && (i < 0 || z < i) {
+		// strchr stops at the NUL: no line end until too big.
+		if len(in)-pos > lim.MaxInlineLen {
+			return nil, -1, tooBig
+		}
+		return nil, -1, nil
+	}
 	n := i
 	if i < 0 {
 		n = len(in) - pos
@@ -235,9 +243,9 @@ func refLine(in []byte, pos int, lim Limits, tooBig error) (line []byte, next in
 	return in[pos : pos+i], pos + i + 2, nil
 }
 
-// redisInt is Redis's string2ll: what strconv.ParseInt takes, minus a
+// guardRedisInt is Redis's string2ll: what strconv.ParseInt takes, minus a
 // leading '+', leading zeros, "-0", and anything of 21 characters or more.
-func redisInt(b []byte) (int64, bool) {
+func guardRedisInt(b []byte) (int64, bool) {
 	s := string(b)
 	if len(s) == 0 || len(s) >= 21 || s[0] == '+' || s == "-0" {
 		return 0, false
@@ -253,8 +261,8 @@ func redisInt(b []byte) (int64, bool) {
 	return n, err == nil
 }
 
-// randomChunks splits in into pieces of random sizes.
-func randomChunks(in []byte, r *rand.Rand) [][]byte {
+// guardRandomChunks guardSplits in into pieces of random sizes.
+func guardRandomChunks(in []byte, r *rand.Rand) [][]byte {
 	var ch [][]byte
 	for len(in) > 0 {
 		n := min(1+r.IntN(1+r.IntN(32)), len(in))
@@ -264,7 +272,7 @@ func randomChunks(in []byte, r *rand.Rand) [][]byte {
 	return ch
 }
 
-func slicesEqual(a, b [][]byte) bool {
+func guardArgsEqual(a, b [][]byte) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -276,7 +284,7 @@ func slicesEqual(a, b [][]byte) bool {
 	return true
 }
 
-func sameErr(a, b error) bool {
+func guardSameErr(a, b error) bool {
 	var pa, pb *ProtocolError
 	if errors.As(a, &pa) && errors.As(b, &pb) {
 		return pa.Reason == pb.Reason
@@ -284,44 +292,52 @@ func sameErr(a, b error) bool {
 	return a == b
 }
 
+// FuzzGuard runs arbitrary bytes through a guarded connection, whole and in
+// random chunkings read through buffers of random sizes, with small limits
+// (even seeds) or the defaults (odd seeds). It must not panic, must agree with
+// guardRef on the error, the reply and the commands, and what it passes must
+// parse in redcon without an error into exactly those commands, none over
+// the limits.
 func FuzzGuard(f *testing.F) {
 	seeds := []string{
-		ping, setFoo + getFoo, echoBig, "PING\r\n", "SET a b\nGET a\r\n",
+		reqPing, reqSetFoo + reqGetFoo, reqEchoBig, "PING\r\n", "SET a b\nGET a\r\n",
 		"ECHO \"a\\\"b\" 'c d' \"\"\r\n", "\r\n\n   \r\n",
-		"*0\r\n" + ping + "*-1\r\n", "*-9223372036854775808\r\n",
+		"*0\r\n" + reqPing + "*-1\r\n", "*-9223372036854775808\r\n",
 		"*2\r\n$3\r\nGET\r\nx\r\n", "*1\r\n\r\n", "*abc\r\n", "*+1\r\n", "*01\r\n",
 		"*1\r\n$-1\r\n", "*1\r\n$04\r\nPING\r\n", "*1\r\n$4\r\nPINGxx", "*1\rX$4\r\nPING\r\n",
 		"SET \"a b\r\n", "SET a\"b c\r\n", "SET \"a\"b c\r\n",
 		"*1\r\n$17\r\n01234567890123456\r\n", "*5\r\n", "*3\r\n$3\r\nSET\r\n$16\r\n0123456789abcdef\r\n$16\r\n0123456789abcdef\r\n",
 		"0123456789012345678901234\r\n", "*0123456789012345678901234", "*1\r\n$0123456789012345678901234",
 		"*1\r\n$4\x00\r\nPING\r\n", "PING\rX\r\n", "$4\r\nPING\r\n",
+		"PING\x00\r\n", "*1\x00\r\n", "ECHO \"a\\x41\\n\" 'b\\'c'\r\n", "ECHO 'x\\\\'\r\n",
+		"ECHO\t\"x\"\ty\v\r\r\n", reqPing + "ECHO x\n" + reqPing,
 	}
 	for i, s := range seeds {
 		f.Add([]byte(s), uint64(i))
 		f.Add([]byte(s+s), uint64(i)+100)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, seed uint64) {
-		lim := fuzzLimits
+		lim := guardFuzzLimits
 		if seed&1 == 1 {
 			lim = Limits{} // defaults
 		}
-		ref := refGuard(in, lim)
+		ref := guardRef(in, lim)
 		r := rand.New(rand.NewPCG(seed, 7))
 		readSizes := []int{1, 3, 64, 100, 4096}
 		for try := range 4 {
 			chunks := [][]byte{in}
 			if try > 0 {
-				chunks = randomChunks(in, r)
+				chunks = guardRandomChunks(in, r)
 			}
 			rs := readSizes[r.IntN(len(readSizes))]
-			run := runGuard(chunks, lim, rs)
+			run := runGuardEOF(chunks, lim, rs, try%2 == 1)
 
 			// The same verdict as the reference.
 			wantErr := ref.err
 			if wantErr == nil {
 				wantErr = io.EOF
 			}
-			if !sameErr(run.err, wantErr) {
+			if !guardSameErr(run.err, wantErr) {
 				t.Fatalf("err = %v, reference %v (chunks %d, read size %d)", run.err, wantErr, len(chunks), rs)
 			}
 			var pe *ProtocolError
@@ -342,7 +358,7 @@ func FuzzGuard(f *testing.F) {
 			}
 			// redcon parses what the guard passes without an error, into
 			// as many commands, each within the limits.
-			cmds, err := redconCount(run.out)
+			cmds, err := guardRedconCount(run.out)
 			if err != nil {
 				t.Fatalf("redcon fails on the guard's output %q: %v", run.out, err)
 			}
@@ -350,7 +366,7 @@ func FuzzGuard(f *testing.F) {
 				t.Fatalf("redcon parsed %d commands, reference %d", len(cmds), len(ref.cmds))
 			}
 			for i, c := range cmds {
-				if !slicesEqual(c.Args, ref.cmds[i]) {
+				if !guardArgsEqual(c.Args, ref.cmds[i]) {
 					t.Fatalf("command %d: redcon got %q, reference %q", i, c.Args, ref.cmds[i])
 				}
 			}
@@ -373,9 +389,9 @@ func FuzzGuard(f *testing.F) {
 	})
 }
 
-// TestRefSplitArgs pins the reference's reading of sdssplitargs to what
+// TestGuardRefSplitArgs pins the reference's reading of sdssplitargs to what
 // redis-server 7.0.15 answered to the same inline ECHO commands.
-func TestRefSplitArgs(t *testing.T) {
+func TestGuardRefSplitArgs(t *testing.T) {
 	for _, v := range []struct {
 		line string
 		args []string // nil: unbalanced quotes
@@ -406,7 +422,7 @@ func TestRefSplitArgs(t *testing.T) {
 		{"\r", []string{}},
 		{"ECHO \f x", []string{"ECHO", "x"}},
 	} {
-		args, ok := refSplitArgs([]byte(v.line))
+		args, ok := guardRefSplitArgs([]byte(v.line))
 		if v.args == nil {
 			if ok {
 				t.Errorf("%q: split into %q, Redis says unbalanced", v.line, args)
@@ -417,13 +433,13 @@ func TestRefSplitArgs(t *testing.T) {
 		for _, a := range v.args {
 			want = append(want, []byte(a))
 		}
-		if !ok || !slicesEqual(args, want) {
+		if !ok || !guardArgsEqual(args, want) {
 			t.Errorf("%q: split into %q (ok %v), Redis says %q", v.line, args, ok, want)
 		}
 		// And the scanner agrees.
 		var s scanner
 		argc, ok := s.splitInline([]byte(v.line))
-		if !ok || argc != len(want) || (argc > 0 && string(s.pend) != string(encode(want))) {
+		if !ok || argc != len(want) || (argc > 0 && string(s.pend) != string(guardEncode(want))) {
 			t.Errorf("%q: scanner made %q (ok %v)", v.line, s.pend, ok)
 		}
 	}

@@ -192,10 +192,12 @@ func (l *guardListener) Accept() (net.Conn, error) {
 }
 
 // NewGuardConn wraps c so that its Read passes on only well-framed requests
-// within lim. On the first framing error Read returns the complete requests
-// before the bad one; the next Read writes Redis's error reply to c and
-// returns a *ProtocolError (ErrQueryBufferLimit, without a reply, for
-// MaxQueryBufLen). Writes and everything else go to c unchanged.
+// within lim, with inline commands turned into multibulk requests. On the
+// first framing error Read returns the complete requests before the bad one;
+// the next Read writes Redis's error reply to c and returns a
+// *ProtocolError (ErrQueryBufferLimit, without a reply, for MaxQueryBufLen).
+// Writes and everything else go to c unchanged. The guard must see the
+// plain bytes: with TLS, wrap the *tls.Conn, not the TCP connection.
 func NewGuardConn(c net.Conn, lim Limits) net.Conn {
 	g := &guardConn{Conn: c}
 	g.s.lim = lim.withDefaults()
@@ -272,11 +274,6 @@ func (g *guardConn) read(p []byte) (int, error) {
 	if g.perr != nil {
 		return 0, g.fail()
 	}
-	if g.rerr != nil {
-		err := g.rerr
-		g.rerr = nil
-		return 0, err
-	}
 	s := &g.s
 	s.reqStart, s.lastEnd = -1, 0
 	w := 0
@@ -317,6 +314,9 @@ func (g *guardConn) read(p []byte) (int, error) {
 		case s.lastEnd > 0:
 			// A complete request to pass on: do not wait for more.
 			return g.hold(p, w), nil
+		case g.rerr != nil:
+			// Reported after the bytes that came before it.
+			err, g.rerr = g.rerr, nil
 		default:
 			n, err = g.Conn.Read(p[w:])
 		}
@@ -466,6 +466,19 @@ func (s *scanner) scan(p []byte, w, end int) (int, int, error) {
 			s.dead = false
 			s.num = number{}
 			if p[r] == '*' {
+				// Fast path: a whole, plainly valid "*<n>\r\n" line.
+				if n, k := fastLen(p[r+1 : end]); k > 0 && n > 0 && n <= s.lim.MaxMultiBulkLen && k-1 <= s.lim.MaxInlineLen {
+					k++ // the '*'
+					if w != r {
+						copy(p[w:], p[r:r+k])
+					}
+					w += k
+					r += k
+					s.args = n
+					s.reqLen = int64(k)
+					s.st = stBulk
+					continue
+				}
 				s.st = stMultiBulk
 				s.hdrStart = w
 			} else {
@@ -541,6 +554,25 @@ func (s *scanner) scan(p []byte, w, end int) (int, int, error) {
 			s.num = number{}
 
 		case stBulk:
+			// Fast path: a whole, plainly valid "$<n>\r\n" line.
+			if s.line == 0 && p[r] == '$' {
+				if n, k := fastLen(p[r+1 : end]); k > 0 && n <= s.lim.MaxBulkLen && k-1 <= s.lim.MaxInlineLen {
+					k++ // the '$'
+					s.reqLen += int64(k)
+					if n+2 > s.lim.MaxQueryBufLen-s.reqLen {
+						return w, r + k, ErrQueryBufferLimit
+					}
+					s.reqLen += n + 2
+					if w != r {
+						copy(p[w:], p[r:r+k])
+					}
+					w += k
+					r += k
+					s.skip = n
+					s.st = stPayload
+					continue
+				}
+			}
 			for ; r < end; r++ {
 				c := p[r]
 				if c == '\r' {
@@ -606,6 +638,18 @@ func (s *scanner) scan(p []byte, w, end int) (int, int, error) {
 			s.st = stPayload
 
 		case stPayload:
+			// Fast path: the rest of the payload and its CRLF are here.
+			if int64(end-r) >= s.skip+2 && p[r+int(s.skip)] == '\r' && p[r+int(s.skip)+1] == '\n' {
+				k := int(s.skip) + 2
+				if w != r {
+					copy(p[w:], p[r:r+k])
+				}
+				w += k
+				r += k
+				s.skip = 0
+				s.bulkDone(w)
+				continue
+			}
 			k := end - r
 			if int64(k) > s.skip {
 				k = int(s.skip)
@@ -636,17 +680,7 @@ func (s *scanner) scan(p []byte, w, end int) (int, int, error) {
 			p[w] = '\n'
 			w++
 			r++
-			s.args--
-			if s.args > 0 {
-				s.st = stBulk
-				s.line = 0
-				s.dead = false
-				s.num = number{}
-			} else {
-				s.st = stStart
-				s.lastEnd = w
-				s.cmds++
-			}
+			s.bulkDone(w)
 
 		case stInline:
 			// The line goes to lbuf, not to the output.
@@ -703,6 +737,42 @@ func (s *scanner) scan(p []byte, w, end int) (int, int, error) {
 		}
 	}
 	return w, r, nil
+}
+
+// bulkDone moves on after a bulk's CRLF, which ends the output at w: to the
+// next bulk header, or to the next request.
+func (s *scanner) bulkDone(w int) {
+	s.args--
+	if s.args > 0 {
+		s.st = stBulk
+		s.line = 0
+		s.dead = false
+		s.num = number{}
+		return
+	}
+	s.st = stStart
+	s.lastEnd = w
+	s.cmds++
+}
+
+// fastLen parses the common case of a length line after its '*' or '$': a
+// number without sign or leading zero, of at most 18 digits (so it cannot
+// overflow), and "\r\n". It returns the number and the bytes it took, or
+// k == 0 for anything else, which the byte-by-byte path then handles (and
+// judges) exactly as Redis would.
+func fastLen(b []byte) (n int64, k int) {
+	i := 0
+	for ; i < len(b) && i < 19; i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if i == 0 || i > 18 || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' || (b[0] == '0' && i > 1) {
+		return 0, 0
+	}
+	return n, i + 2
 }
 
 // blind enters stBlind after a NUL in a line (s.line counts the line so

@@ -11,24 +11,26 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tidwall/redcon"
 )
 
-// chunkConn is a net.Conn whose Read hands out the given chunks one by one
+// guardChunkConn is a net.Conn whose Read hands out the given chunks one by one
 // (a chunk larger than the caller's buffer is handed out over several reads),
 // then io.EOF. It records what is written to it.
-type chunkConn struct {
+type guardChunkConn struct {
 	chunks [][]byte
 	cur    []byte
 	wrote  bytes.Buffer
 	loop   []byte // if set, Read serves this forever (benchmarks)
 	off    int
+	eof    bool // return io.EOF with the last bytes, as an io.Reader may
 }
 
-func (c *chunkConn) Read(p []byte) (int, error) {
+func (c *guardChunkConn) Read(p []byte) (int, error) {
 	if c.loop != nil {
 		n := copy(p, c.loop[c.off:])
 		c.off = (c.off + n) % len(c.loop)
@@ -42,16 +44,19 @@ func (c *chunkConn) Read(p []byte) (int, error) {
 	}
 	n := copy(p, c.cur)
 	c.cur = c.cur[n:]
+	if c.eof && len(c.cur) == 0 && len(c.chunks) == 0 {
+		return n, io.EOF
+	}
 	return n, nil
 }
 
-func (c *chunkConn) Write(p []byte) (int, error)      { return c.wrote.Write(p) }
-func (c *chunkConn) Close() error                     { return nil }
-func (c *chunkConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
-func (c *chunkConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
-func (c *chunkConn) SetDeadline(time.Time) error      { return nil }
-func (c *chunkConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *chunkConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *guardChunkConn) Write(p []byte) (int, error)      { return c.wrote.Write(p) }
+func (c *guardChunkConn) Close() error                     { return nil }
+func (c *guardChunkConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *guardChunkConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *guardChunkConn) SetDeadline(time.Time) error      { return nil }
+func (c *guardChunkConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *guardChunkConn) SetWriteDeadline(time.Time) error { return nil }
 
 // guardRun is what came out of a guarded connection.
 type guardRun struct {
@@ -64,7 +69,12 @@ type guardRun struct {
 // runGuard feeds the chunks through a guarded connection, reading with
 // buffers of readSize bytes, until Read fails.
 func runGuard(chunks [][]byte, lim Limits, readSize int) guardRun {
-	cc := &chunkConn{chunks: chunks}
+	return runGuardEOF(chunks, lim, readSize, false)
+}
+
+// runGuardEOF is runGuard, with io.EOF coming with the last bytes if eof.
+func runGuardEOF(chunks [][]byte, lim Limits, readSize int, eof bool) guardRun {
+	cc := &guardChunkConn{chunks: chunks, eof: eof}
 	g := NewGuardConn(cc, lim).(*guardConn)
 	var run guardRun
 	buf := make([]byte, readSize)
@@ -91,9 +101,9 @@ func runGuard(chunks [][]byte, lim Limits, readSize int) guardRun {
 	return run
 }
 
-// redconCount parses b with redcon's own reader, as the server does, and
+// guardRedconCount parses b with redcon's own reader, as the server does, and
 // returns the commands it finds before the data runs out.
-func redconCount(b []byte) (cmds []redcon.Command, err error) {
+func guardRedconCount(b []byte) (cmds []redcon.Command, err error) {
 	rd := redcon.NewReader(bytes.NewReader(b))
 	for {
 		cmd, err := rd.ReadCommand()
@@ -107,10 +117,10 @@ func redconCount(b []byte) (cmds []redcon.Command, err error) {
 	}
 }
 
-// splits returns the chunkings to try for in: in one piece, split in two at
+// guardSplits returns the chunkings to try for in: in one piece, split in two at
 // every byte boundary (or at random ones, for long inputs), and byte by
 // byte.
-func splits(in []byte, r *rand.Rand) [][][]byte {
+func guardSplits(in []byte, r *rand.Rand) [][][]byte {
 	out := [][][]byte{{in}}
 	if len(in) <= 2048 {
 		for i := 1; i < len(in); i++ {
@@ -149,8 +159,8 @@ type guardCase struct {
 	quiet bool   // ErrQueryBufferLimit: closed without a reply
 }
 
-// mb encodes a multibulk request.
-func mb(args ...string) string {
+// guardMB encodes a multibulk request.
+func guardMB(args ...string) string {
 	s := fmt.Sprintf("*%d\r\n", len(args))
 	for _, a := range args {
 		s += fmt.Sprintf("$%d\r\n%s\r\n", len(a), a)
@@ -159,63 +169,63 @@ func mb(args ...string) string {
 }
 
 const (
-	ping    = "*1\r\n$4\r\nPING\r\n"
-	setFoo  = "*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"
-	getFoo  = "*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n"
-	echoBig = "*2\r\n$4\r\nECHO\r\n$10\r\n0123456789\r\n"
+	reqPing    = "*1\r\n$4\r\nPING\r\n"
+	reqSetFoo  = "*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"
+	reqGetFoo  = "*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n"
+	reqEchoBig = "*2\r\n$4\r\nECHO\r\n$10\r\n0123456789\r\n"
 )
 
 var guardCases = []guardCase{
 	// Well-framed input passes unchanged.
-	{name: "multibulk", in: ping},
-	{name: "pipeline", in: setFoo + getFoo + ping + setFoo + getFoo},
+	{name: "multibulk", in: reqPing},
+	{name: "pipeline", in: reqSetFoo + reqGetFoo + reqPing + reqSetFoo + reqGetFoo},
 	{name: "empty bulk", in: "*2\r\n$4\r\nECHO\r\n$0\r\n\r\n"},
 	{name: "binary payload", in: "*2\r\n$4\r\nECHO\r\n$6\r\n\r\n*\x00$\n\r\n"},
-	{name: "empty lines", in: "\r\n\n   \r\n" + ping, out: ping},
+	{name: "empty lines", in: "\r\n\n   \r\n" + reqPing, out: reqPing},
 
 	// Inline commands are split as Redis's sdssplitargs does and passed on
 	// as multibulk requests.
-	{name: "inline", in: "PING\r\nSET a b\nGET a\r\n", out: mb("PING") + mb("SET", "a", "b") + mb("GET", "a")},
-	{name: "inline quotes", in: "ECHO \"a\\\"b\" 'c d' \"\"\r\n", out: mb("ECHO", "a\"b", "c d", "")},
-	{name: "inline hex escape", in: "ECHO \"a\\x41b\\x00\"\r\n", out: mb("ECHO", "aAb\x00")},
-	{name: "inline bad hex escape", in: "ECHO \"a\\x4\" \"\\xZZ\"\r\n", out: mb("ECHO", "ax4", "xZZ")},
-	{name: "inline escapes", in: "ECHO \"\\n\\r\\t\\b\\a\\q\\\\\"\r\n", out: mb("ECHO", "\n\r\t\b\aq\\")},
-	{name: "inline single quotes", in: "ECHO 'it\\'s' 'a\\nb'\r\n", out: mb("ECHO", "it's", "a\\nb")},
-	{name: "inline quote inside word", in: "ECHO a\"b c\"\r\n", out: mb("ECHO", "ab c")},
-	{name: "inline tabs", in: "  \t ECHO\t\"x\"  \r\n", out: mb("ECHO", "x")},
-	{name: "inline vtab", in: "\vECHO a\vb\f\r\n", out: mb("ECHO", "a\vb\f")},
-	{name: "inline bare CR", in: "PING\rX\r\n", out: mb("PING", "X")},
-	{name: "inline CR CR LF", in: "ECHO x\r\r\n", out: mb("ECHO", "x")},
-	{name: "inline CR after quote", in: "ECHO \"a\"\rb\r\n", out: mb("ECHO", "a", "b")},
-	{name: "inline starting with $", in: "$4\r\nPING\r\n", out: mb("$4") + mb("PING")},
-	{name: "inline between", in: ping + "ECHO x\n" + ping, out: ping + mb("ECHO", "x") + ping},
-	{name: "inline many args", in: strings.Repeat("a ", 30000) + "\r\n", out: mb(strings.Fields(strings.Repeat("a ", 30000))...)},
-	{name: "bulk at the limit", in: echoBig, lim: Limits{MaxBulkLen: 10}},
-	{name: "args at the limit", in: setFoo, lim: Limits{MaxMultiBulkLen: 3}},
-	{name: "inline at the limit", in: "ECHO 0123\r\n", lim: Limits{MaxInlineLen: 9}, out: mb("ECHO", "0123")},
-	{name: "request at the limit", in: setFoo, lim: Limits{MaxQueryBufLen: int64(len(setFoo))}},
+	{name: "inline", in: "PING\r\nSET a b\nGET a\r\n", out: guardMB("PING") + guardMB("SET", "a", "b") + guardMB("GET", "a")},
+	{name: "inline quotes", in: "ECHO \"a\\\"b\" 'c d' \"\"\r\n", out: guardMB("ECHO", "a\"b", "c d", "")},
+	{name: "inline hex escape", in: "ECHO \"a\\x41b\\x00\"\r\n", out: guardMB("ECHO", "aAb\x00")},
+	{name: "inline bad hex escape", in: "ECHO \"a\\x4\" \"\\xZZ\"\r\n", out: guardMB("ECHO", "ax4", "xZZ")},
+	{name: "inline escapes", in: "ECHO \"\\n\\r\\t\\b\\a\\q\\\\\"\r\n", out: guardMB("ECHO", "\n\r\t\b\aq\\")},
+	{name: "inline single quotes", in: "ECHO 'it\\'s' 'a\\nb'\r\n", out: guardMB("ECHO", "it's", "a\\nb")},
+	{name: "inline quote inside word", in: "ECHO a\"b c\"\r\n", out: guardMB("ECHO", "ab c")},
+	{name: "inline tabs", in: "  \t ECHO\t\"x\"  \r\n", out: guardMB("ECHO", "x")},
+	{name: "inline vtab", in: "\vECHO a\vb\f\r\n", out: guardMB("ECHO", "a\vb\f")},
+	{name: "inline bare CR", in: "PING\rX\r\n", out: guardMB("PING", "X")},
+	{name: "inline CR CR LF", in: "ECHO x\r\r\n", out: guardMB("ECHO", "x")},
+	{name: "inline CR after quote", in: "ECHO \"a\"\rb\r\n", out: guardMB("ECHO", "a", "b")},
+	{name: "inline starting with $", in: "$4\r\nPING\r\n", out: guardMB("$4") + guardMB("PING")},
+	{name: "inline between", in: reqPing + "ECHO x\n" + reqPing, out: reqPing + guardMB("ECHO", "x") + reqPing},
+	{name: "inline many args", in: strings.Repeat("a ", 30000) + "\r\n", out: guardMB(strings.Fields(strings.Repeat("a ", 30000))...)},
+	{name: "bulk at the limit", in: reqEchoBig, lim: Limits{MaxBulkLen: 10}},
+	{name: "args at the limit", in: reqSetFoo, lim: Limits{MaxMultiBulkLen: 3}},
+	{name: "inline at the limit", in: "ECHO 0123\r\n", lim: Limits{MaxInlineLen: 9}, out: guardMB("ECHO", "0123")},
+	{name: "request at the limit", in: reqSetFoo, lim: Limits{MaxQueryBufLen: int64(len(reqSetFoo))}},
 
 	// Redis skips counts <= 0; redcon would choke on them.
-	{name: "*0", in: "*0\r\n" + ping + "*0\r\n", out: ping},
-	{name: "*-1", in: "*-1\r\n" + ping, out: ping},
-	{name: "*-5 then inline", in: "*-5\r\nPING\r\n", out: mb("PING")},
-	{name: "*min int64", in: "*-9223372036854775808\r\n" + ping, out: ping},
+	{name: "*0", in: "*0\r\n" + reqPing + "*0\r\n", out: reqPing},
+	{name: "*-1", in: "*-1\r\n" + reqPing, out: reqPing},
+	{name: "*-5 then inline", in: "*-5\r\nPING\r\n", out: guardMB("PING")},
+	{name: "*min int64", in: "*-9223372036854775808\r\n" + reqPing, out: reqPing},
 	{name: "only *0", in: "*0\r\n*0\r\n", out: ""},
 
 	// Incomplete at EOF: passed on as far as it is known good; a "*<n>"
 	// line is held until its end.
-	{name: "incomplete request", in: ping + "*2\r\n$3\r\nGET"},
-	{name: "incomplete count", in: ping + "*2", out: ping},
-	{name: "incomplete count CR", in: ping + "*2\r", out: ping},
-	{name: "incomplete inline", in: ping + "PIN", out: ping},
-	{name: "incomplete header without $", in: ping + "*1\r\nx", out: ping + "*1\r\n"},
+	{name: "incomplete request", in: reqPing + "*2\r\n$3\r\nGET"},
+	{name: "incomplete count", in: reqPing + "*2", out: reqPing},
+	{name: "incomplete count CR", in: reqPing + "*2\r", out: reqPing},
+	{name: "incomplete inline", in: reqPing + "PIN", out: reqPing},
+	{name: "incomplete header without $", in: reqPing + "*1\r\nx", out: reqPing + "*1\r\n"},
 
 	// Framing errors, with Redis 7.0's texts.
 	{name: "expected $", in: "", bad: "*2\r\n$3\r\nGET\r\nx\r\n", err: "expected '$', got 'x'"},
 	{name: "expected $ CR", bad: "*1\r\n\r\n", err: "expected '$', got ' '"},
 	{name: "expected $ LF", bad: "*1\r\n\n\r\n", err: "expected '$', got ' '"},
-	{name: "expected $ star", in: ping, bad: "*2\r\n$4\r\nECHO\r\n*0\r\n", err: "expected '$', got '*'"},
-	{name: "mbulk not a number", in: "PING\r\n", out: mb("PING"), bad: "*abc\r\n", err: "invalid multibulk length"},
+	{name: "expected $ star", in: reqPing, bad: "*2\r\n$4\r\nECHO\r\n*0\r\n", err: "expected '$', got '*'"},
+	{name: "mbulk not a number", in: "PING\r\n", out: guardMB("PING"), bad: "*abc\r\n", err: "invalid multibulk length"},
 	{name: "mbulk empty", bad: "*\r\nPING\r\n", err: "invalid multibulk length"},
 	{name: "mbulk plus", bad: "*+1\r\n$4\r\nPING\r\n", err: "invalid multibulk length"},
 	{name: "mbulk leading zero", bad: "*01\r\n$4\r\nPING\r\n", err: "invalid multibulk length"},
@@ -223,16 +233,16 @@ var guardCases = []guardCase{
 	{name: "mbulk minus", bad: "*-\r\n", err: "invalid multibulk length"},
 	{name: "mbulk below int64", bad: "*-9223372036854775809\r\n", err: "invalid multibulk length"},
 	{name: "mbulk 21 chars", bad: "*000000000000000000001\r\n", err: "invalid multibulk length"},
-	{name: "mbulk over limit", in: ping, bad: "*1048577\r\n", err: "invalid multibulk length"},
-	{name: "mbulk over small limit", bad: setFoo, lim: Limits{MaxMultiBulkLen: 2}, err: "invalid multibulk length"},
+	{name: "mbulk over limit", in: reqPing, bad: "*1048577\r\n", err: "invalid multibulk length"},
+	{name: "mbulk over small limit", bad: reqSetFoo, lim: Limits{MaxMultiBulkLen: 2}, err: "invalid multibulk length"},
 	{name: "mbulk over INT_MAX", bad: "*2147483648\r\n", lim: Limits{MaxMultiBulkLen: 1 << 40}, err: "invalid multibulk length"},
 	{name: "mbulk CR without LF", bad: "*1\rX$4\r\nPING\r\n", err: "invalid multibulk length"},
 	{name: "mbulk LF only", bad: "*1\n$4\r\nPING\r\n", err: "invalid multibulk length"},
-	{name: "bulk not a number", in: ping, bad: "*1\r\n$x\r\n" + ping, err: "invalid bulk length"},
+	{name: "bulk not a number", in: reqPing, bad: "*1\r\n$x\r\n" + reqPing, err: "invalid bulk length"},
 	{name: "bulk negative", bad: "*1\r\n$-1\r\n", err: "invalid bulk length"},
 	{name: "bulk over 512MB", bad: "*1\r\n$536870913\r\n", err: "invalid bulk length"},
-	{name: "bulk 4GB", in: setFoo, bad: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4294967296\r\n", err: "invalid bulk length"},
-	{name: "bulk over small limit", bad: echoBig, lim: Limits{MaxBulkLen: 9}, err: "invalid bulk length"},
+	{name: "bulk 4GB", in: reqSetFoo, bad: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4294967296\r\n", err: "invalid bulk length"},
+	{name: "bulk over small limit", bad: reqEchoBig, lim: Limits{MaxBulkLen: 9}, err: "invalid bulk length"},
 	{name: "bulk leading zero", bad: "*1\r\n$04\r\nPING\r\n", err: "invalid bulk length"},
 	{name: "bulk plus", bad: "*1\r\n$+4\r\nPING\r\n", err: "invalid bulk length"},
 	{name: "bulk empty", bad: "*1\r\n$\r\n", err: "invalid bulk length"},
@@ -241,37 +251,37 @@ var guardCases = []guardCase{
 
 	// After a NUL, Redis's strchr finds no line end: it waits until the
 	// line is too big.
-	{name: "NUL in inline", in: ping, bad: "PING\x00\r\nPING\r\n", err: ""},
-	{name: "NUL in inline, too big", in: ping, bad: "PING\x00\r\n" + strings.Repeat("x", 65530), err: "too big inline request"},
-	{name: "NUL in inline, not too big", in: ping, bad: "PING\x00\r\n" + strings.Repeat("x", 65529), err: ""},
-	{name: "NUL in count", in: ping, bad: "*1\x00\r\n" + ping, err: ""},
-	{name: "NUL in count, too big", in: ping, bad: "*1\x00\r\n" + strings.Repeat("x", 65532), err: "too big mbulk count string"},
-	{name: "NUL in count, not too big", in: ping, bad: "*1\x00\r\n" + strings.Repeat("x", 65531), err: ""},
+	{name: "NUL in inline", in: reqPing, bad: "PING\x00\r\nPING\r\n", err: ""},
+	{name: "NUL in inline, too big", in: reqPing, bad: "PING\x00\r\n" + strings.Repeat("x", 65530), err: "too big inline request"},
+	{name: "NUL in inline, not too big", in: reqPing, bad: "PING\x00\r\n" + strings.Repeat("x", 65529), err: ""},
+	{name: "NUL in count", in: reqPing, bad: "*1\x00\r\n" + reqPing, err: ""},
+	{name: "NUL in count, too big", in: reqPing, bad: "*1\x00\r\n" + strings.Repeat("x", 65532), err: "too big mbulk count string"},
+	{name: "NUL in count, not too big", in: reqPing, bad: "*1\x00\r\n" + strings.Repeat("x", 65531), err: ""},
 	{name: "NUL in bulk header", in: "*1\r\n$4", bad: "\x00\r\nPING\r\n", err: ""},
-	{name: "NUL in bulk header, too big", in: ping, bad: "*1\r\n$4\x00\r\n" + strings.Repeat("x", 65532), err: "too big bulk count string"},
+	{name: "NUL in bulk header, too big", in: reqPing, bad: "*1\r\n$4\x00\r\n" + strings.Repeat("x", 65532), err: "too big bulk count string"},
 	{name: "NUL in bulk header, not too big", in: "*1\r\n$4", bad: "\x00\r\n" + strings.Repeat("x", 65531), err: ""},
 	{name: "NUL as bulk header", in: "*1\r\n", bad: "\x00\r\n", err: ""},
 	{name: "bulk CR without LF", bad: "*1\r\n$4\rXPING\r\n", err: "invalid bulk length"},
-	{name: "payload without CRLF", in: ping, bad: "*1\r\n$4\r\nPINGxx" + ping, err: "invalid bulk length"},
+	{name: "payload without CRLF", in: reqPing, bad: "*1\r\n$4\r\nPINGxx" + reqPing, err: "invalid bulk length"},
 	{name: "payload CR without LF", bad: "*1\r\n$4\r\nPING\rx", err: "invalid bulk length"},
 	{name: "payload too long", bad: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nhello\r\n", err: "invalid bulk length"},
-	{name: "unbalanced", in: "PING\r\n", out: mb("PING"), bad: "SET \"a b\r\n", err: "unbalanced quotes in request"},
+	{name: "unbalanced", in: "PING\r\n", out: guardMB("PING"), bad: "SET \"a b\r\n", err: "unbalanced quotes in request"},
 	{name: "quote in word", bad: "SET a\"b c\r\n", err: "unbalanced quotes in request"},
 	{name: "text after quote", bad: "SET \"a\"b c\r\n", err: "unbalanced quotes in request"},
 	{name: "escaped quote", bad: "ECHO \"a\\\"\r\n", err: "unbalanced quotes in request"},
-	{name: "inline too long", in: ping, bad: strings.Repeat("A", 65537), err: "too big inline request"},
+	{name: "inline too long", in: reqPing, bad: strings.Repeat("A", 65537), err: "too big inline request"},
 	{name: "inline too long with newline", bad: "ECHO " + strings.Repeat("A", 65532) + "\r\n", err: "too big inline request"},
 	{name: "inline over small limit", bad: "ECHO 01234\r\n", lim: Limits{MaxInlineLen: 9}, err: "too big inline request"},
 	{name: "inline at limit, CR pending", in: strings.Repeat("A", 65536) + "\r", out: ""},
-	{name: "inline at limit", in: strings.Repeat("A", 65536) + "\r\n" + ping, out: mb(strings.Repeat("A", 65536)) + ping},
-	{name: "mbulk count too long", in: ping, bad: "*" + strings.Repeat("1", 65536), err: "too big mbulk count string"},
-	{name: "mbulk count at limit", in: ping + "*" + strings.Repeat("1", 65535), out: ping},
+	{name: "inline at limit", in: strings.Repeat("A", 65536) + "\r\n" + reqPing, out: guardMB(strings.Repeat("A", 65536)) + reqPing},
+	{name: "mbulk count too long", in: reqPing, bad: "*" + strings.Repeat("1", 65536), err: "too big mbulk count string"},
+	{name: "mbulk count at limit", in: reqPing + "*" + strings.Repeat("1", 65535), out: reqPing},
 	{name: "bulk count too long", bad: "*1\r\n$" + strings.Repeat("1", 65536), err: "too big bulk count string"},
 	{name: "bulk count too long without $", bad: "*1\r\nx" + strings.Repeat("1", 65536), err: "too big bulk count string"},
 
 	// Limit on a whole request: closed without a reply, as Redis.
-	{name: "query buffer", in: ping, bad: setFoo, lim: Limits{MaxQueryBufLen: int64(len(setFoo)) - 1}, quiet: true},
-	{name: "query buffer counts headers", in: ping, bad: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\nv",
+	{name: "query buffer", in: reqPing, bad: reqSetFoo, lim: Limits{MaxQueryBufLen: int64(len(reqSetFoo)) - 1}, quiet: true},
+	{name: "query buffer counts headers", in: reqPing, bad: "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\nv",
 		lim: Limits{MaxQueryBufLen: 4 + 9 + 7 + 4 + 5}, quiet: true},
 }
 
@@ -284,15 +294,16 @@ func TestGuardScanner(t *testing.T) {
 			if tc.out != "" || tc.name == "only *0" || strings.HasPrefix(tc.name, "inline at limit, CR") {
 				want = tc.out
 			}
-			wantCmds, err := redconCount([]byte(want))
+			wantCmds, err := guardRedconCount([]byte(want))
 			if err != nil {
 				t.Fatalf("redcon cannot parse the expected output %q: %v", want, err)
 			}
-			for _, chunks := range splits(in, r) {
-				for _, rs := range []int{1, 5, 64, 4096} {
-					run := runGuard(chunks, tc.lim, rs)
-					where := fmt.Sprintf("chunks %d (first %d), read size %d", len(chunks), len(chunks[0]), rs)
-					checkRun(t, where, tc, run, want, len(wantCmds))
+			for _, chunks := range guardSplits(in, r) {
+				for i, rs := range []int{1, 5, 64, 4096} {
+					eof := i%2 == 1
+					run := runGuardEOF(chunks, tc.lim, rs, eof)
+					where := fmt.Sprintf("chunks %d (first %d), read size %d, EOF with data %v", len(chunks), len(chunks[0]), rs, eof)
+					guardCheckRun(t, where, tc, run, want, len(wantCmds))
 					if t.Failed() {
 						return
 					}
@@ -302,7 +313,7 @@ func TestGuardScanner(t *testing.T) {
 	}
 }
 
-func checkRun(t *testing.T, where string, tc guardCase, run guardRun, want string, wantCmds int) {
+func guardCheckRun(t *testing.T, where string, tc guardCase, run guardRun, want string, wantCmds int) {
 	t.Helper()
 	switch {
 	case tc.quiet:
@@ -332,14 +343,14 @@ func checkRun(t *testing.T, where string, tc guardCase, run guardRun, want strin
 	// prefix that an earlier read had already passed on.
 	out := string(run.out)
 	if !strings.HasPrefix(out, want) {
-		t.Errorf("%s: out = %q, want prefix %q", where, trunc(out), trunc(want))
+		t.Errorf("%s: out = %q, want prefix %q", where, guardTrunc(out), guardTrunc(want))
 	} else if extra := out[len(want):]; extra != "" && !strings.HasPrefix(tc.bad, extra) {
-		t.Errorf("%s: out has %q after the good requests, not a prefix of the bad one %q", where, trunc(extra), trunc(tc.bad))
+		t.Errorf("%s: out has %q after the good requests, not a prefix of the bad one %q", where, guardTrunc(extra), guardTrunc(tc.bad))
 	}
 	if tc.err == "" && !tc.quiet && out != want {
-		t.Errorf("%s: out = %q, want %q", where, trunc(out), trunc(want))
+		t.Errorf("%s: out = %q, want %q", where, guardTrunc(out), guardTrunc(want))
 	}
-	cmds, err := redconCount(run.out)
+	cmds, err := guardRedconCount(run.out)
 	if err != nil {
 		t.Errorf("%s: redcon fails on what the guard passed: %v", where, err)
 	}
@@ -348,14 +359,14 @@ func checkRun(t *testing.T, where string, tc guardCase, run guardRun, want strin
 	}
 }
 
-func trunc(s string) string {
+func guardTrunc(s string) string {
 	if len(s) > 80 {
 		return s[:60] + fmt.Sprintf("...(%d bytes)", len(s))
 	}
 	return s
 }
 
-func TestNumber(t *testing.T) {
+func TestGuardNumber(t *testing.T) {
 	for _, v := range []struct {
 		s  string
 		n  int64
@@ -385,7 +396,7 @@ func TestNumber(t *testing.T) {
 	}
 }
 
-func TestDefaultLimits(t *testing.T) {
+func TestGuardDefaultLimits(t *testing.T) {
 	want := Limits{MaxBulkLen: 512 << 20, MaxMultiBulkLen: 1 << 20, MaxInlineLen: 64 << 10, MaxQueryBufLen: 1 << 30}
 	if got := DefaultLimits(); got != want {
 		t.Errorf("DefaultLimits() = %+v, want %+v", got, want)
@@ -401,8 +412,8 @@ func TestDefaultLimits(t *testing.T) {
 // TestGuardReadAllocs checks that a guarded connection reads without
 // allocating in steady state.
 func TestGuardReadAllocs(t *testing.T) {
-	stream := pipeline(100)
-	cc := &chunkConn{loop: stream}
+	stream := guardPipeline(100)
+	cc := &guardChunkConn{loop: stream}
 	g := NewGuardConn(cc, DefaultLimits())
 	buf := make([]byte, 4096)
 	allocs := testing.AllocsPerRun(1000, func() {
@@ -415,8 +426,8 @@ func TestGuardReadAllocs(t *testing.T) {
 	}
 }
 
-// pipeline returns n SET and n GET requests, as redis-benchmark sends them.
-func pipeline(n int) []byte {
+// guardPipeline returns n SET and n GET requests, as redis-benchmark sends them.
+func guardPipeline(n int) []byte {
 	var b []byte
 	for i := range n {
 		key := fmt.Sprintf("key:%012d", i)
@@ -429,8 +440,8 @@ func pipeline(n int) []byte {
 // BenchmarkGuardRead measures the scanner alone: a guarded connection reading
 // a SET/GET pipeline from memory, 4 KiB at a time as redcon's bufio does.
 func BenchmarkGuardRead(b *testing.B) {
-	stream := pipeline(1000)
-	cc := &chunkConn{loop: stream}
+	stream := guardPipeline(1000)
+	cc := &guardChunkConn{loop: stream}
 	g := NewGuardConn(cc, DefaultLimits())
 	buf := make([]byte, 4096)
 	b.SetBytes(int64(len(stream)))
@@ -452,7 +463,7 @@ func BenchmarkGuardRead(b *testing.B) {
 func BenchmarkGuardRedcon(b *testing.B) {
 	for _, guarded := range []bool{false, true} {
 		b.Run(fmt.Sprintf("guard=%v", guarded), func(b *testing.B) {
-			addr, stop := startServer(b, guarded, DefaultLimits())
+			addr, stop := guardStartServer(b, guarded, DefaultLimits())
 			defer stop()
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
@@ -460,7 +471,7 @@ func BenchmarkGuardRedcon(b *testing.B) {
 			}
 			defer c.Close()
 			const depth = 1000
-			batch := pipeline(depth / 2)
+			batch := guardPipeline(depth / 2)
 			// Replies: "+OK\r\n" for SET, "$3\r\nxxx\r\n" for GET.
 			replyLen := depth / 2 * (5 + 9)
 			go func() {
@@ -483,9 +494,14 @@ func BenchmarkGuardRedcon(b *testing.B) {
 	}
 }
 
-// startServer runs a redcon server on a free loopback port, guarded or not,
+// guardStartServer runs a redcon server on a free loopback port, guarded or not,
 // with a few commands over a map.
-func startServer(tb testing.TB, guarded bool, lim Limits) (addr string, stop func()) {
+func guardStartServer(tb testing.TB, guarded bool, lim Limits) (addr string, stop func()) {
+	return guardStartServerFunc(tb, guarded, func() Limits { return lim })
+}
+
+// guardStartServerFunc is guardStartServer with limits asked per connection.
+func guardStartServerFunc(tb testing.TB, guarded bool, lim func() Limits) (addr string, stop func()) {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -531,7 +547,7 @@ func startServer(tb testing.TB, guarded bool, lim Limits) (addr string, stop fun
 	}, nil, nil)
 	var l net.Listener = ln
 	if guarded {
-		l = NewGuardListener(ln, func() Limits { return lim })
+		l = NewGuardListener(ln, lim)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -544,10 +560,10 @@ func startServer(tb testing.TB, guarded bool, lim Limits) (addr string, stop fun
 	}
 }
 
-// talk sends req on a new connection, half-closes nothing, and reads until
+// guardTalk sends req on a new connection, half-closes nothing, and reads until
 // the server closes the connection or wait passes. It reports whether the
 // server closed it.
-func talk(t *testing.T, addr, req string, wait time.Duration) (reply string, closed bool) {
+func guardTalk(t *testing.T, addr, req string, wait time.Duration) (reply string, closed bool) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -557,10 +573,10 @@ func talk(t *testing.T, addr, req string, wait time.Duration) (reply string, clo
 	// A write may fail once the server has answered and closed: the reply
 	// is what counts.
 	_, _ = c.Write([]byte(req))
-	return readAll(c, wait)
+	return guardReadAll(c, wait)
 }
 
-func readAll(c net.Conn, wait time.Duration) (reply string, closed bool) {
+func guardReadAll(c net.Conn, wait time.Duration) (reply string, closed bool) {
 	_ = c.SetReadDeadline(time.Now().Add(wait))
 	var out []byte
 	buf := make([]byte, 64<<10)
@@ -578,21 +594,25 @@ func readAll(c net.Conn, wait time.Duration) (reply string, closed bool) {
 // behind the guard: the client gets Redis's exact reply, after the replies
 // to the commands before the bad one, and the connection is closed.
 func TestGuardServer(t *testing.T) {
-	addr, stop := startServer(t, true, DefaultLimits())
+	addr, stop := guardStartServer(t, true, DefaultLimits())
 	defer stop()
 	for _, tc := range []struct {
 		name, req, reply string
 		closed           bool
 	}{
-		{"ok", setFoo + getFoo + "PING\r\n", "+OK\r\n$3\r\nbar\r\n+PONG\r\n", false},
-		{"*0 and *-1 ignored", "*0\r\n" + ping + "*-1\r\n" + ping + "*0\r\n", "+PONG\r\n+PONG\r\n", false},
+		{"ok", reqSetFoo + reqGetFoo + "PING\r\n", "+OK\r\n$3\r\nbar\r\n+PONG\r\n", false},
+		{"inline as Redis splits it", "ECHO \"a\\x41b\"\r\n  \t ECHO\tx  \r\nECHO a\"b c\"\n",
+			"$3\r\naAb\r\n$1\r\nx\r\n$4\r\nab c\r\n", false},
+		// redcon's own inline parser would spend about a second on these.
+		{"inline many args", strings.Repeat("PING "+strings.Repeat("a ", 30000)+"\r\n", 5), strings.Repeat("+PONG\r\n", 5), false},
+		{"*0 and *-1 ignored", "*0\r\n" + reqPing + "*-1\r\n" + reqPing + "*0\r\n", "+PONG\r\n+PONG\r\n", false},
 		{"expected $", "*2\r\n$3\r\nGET\r\nx\r\n", "-ERR Protocol error: expected '$', got 'x'\r\n", true},
-		{"commands before run", "PING\r\nPING\r\n" + ping + "*1\r\n$x\r\n" + ping,
+		{"commands before run", "PING\r\nPING\r\n" + reqPing + "*1\r\n$x\r\n" + reqPing,
 			"+PONG\r\n+PONG\r\n+PONG\r\n-ERR Protocol error: invalid bulk length\r\n", true},
 		{"invalid multibulk", "PING\r\n*abc\r\n", "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n", true},
-		{"multibulk over 1M", ping + "*1048577\r\n", "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n", true},
+		{"multibulk over 1M", reqPing + "*1048577\r\n", "+PONG\r\n-ERR Protocol error: invalid multibulk length\r\n", true},
 		{"negative bulk", "*1\r\n$-1\r\n", "-ERR Protocol error: invalid bulk length\r\n", true},
-		{"4GB bulk", setFoo + "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4294967296\r\n",
+		{"4GB bulk", reqSetFoo + "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4294967296\r\n",
 			"+OK\r\n-ERR Protocol error: invalid bulk length\r\n", true},
 		{"600MB bulk", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$629145600\r\n" + strings.Repeat("x", 100000),
 			"-ERR Protocol error: invalid bulk length\r\n", true},
@@ -603,17 +623,17 @@ func TestGuardServer(t *testing.T) {
 		{"too big bulk count", "*1\r\n$" + strings.Repeat("1", 70000), "-ERR Protocol error: too big bulk count string\r\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			reply, closed := talk(t, addr, tc.req, 500*time.Millisecond)
+			reply, closed := guardTalk(t, addr, tc.req, 500*time.Millisecond)
 			if reply != tc.reply || closed != tc.closed {
-				t.Errorf("got %q (closed %v), want %q (closed %v)", trunc(reply), closed, tc.reply, tc.closed)
+				t.Errorf("got %q (closed %v), want %q (closed %v)", guardTrunc(reply), closed, tc.reply, tc.closed)
 			}
 		})
 	}
 	// Past client-query-buffer-limit Redis closes without a word.
 	t.Run("query buffer", func(t *testing.T) {
-		addr, stop := startServer(t, true, Limits{MaxQueryBufLen: 1 << 20})
+		addr, stop := guardStartServer(t, true, Limits{MaxQueryBufLen: 1 << 20})
 		defer stop()
-		reply, closed := talk(t, addr, ping+"*2\r\n$4\r\nECHO\r\n$2000000\r\n"+strings.Repeat("x", 1000), time.Second)
+		reply, closed := guardTalk(t, addr, reqPing+"*2\r\n$4\r\nECHO\r\n$2000000\r\n"+strings.Repeat("x", 1000), time.Second)
 		if reply != "+PONG\r\n" || !closed {
 			t.Errorf("got %q (closed %v), want +PONG and a close", reply, closed)
 		}
@@ -623,7 +643,7 @@ func TestGuardServer(t *testing.T) {
 // TestGuardServerChunked sends a long pipeline, with a bad request at the
 // end, in small random writes: every good command is answered in order.
 func TestGuardServerChunked(t *testing.T) {
-	addr, stop := startServer(t, true, DefaultLimits())
+	addr, stop := guardStartServer(t, true, DefaultLimits())
 	defer stop()
 	var req, want strings.Builder
 	for i := range 500 {
@@ -654,7 +674,7 @@ func TestGuardServerChunked(t *testing.T) {
 			}
 		}
 	}()
-	reply, closed := readAll(c, 5*time.Second)
+	reply, closed := guardReadAll(c, 5*time.Second)
 	if reply != want.String() || !closed {
 		t.Errorf("got %d bytes (closed %v), want %d bytes; got ends %q", len(reply), closed, want.Len(), reply[max(0, len(reply)-60):])
 	}
@@ -663,7 +683,7 @@ func TestGuardServerChunked(t *testing.T) {
 // TestGuardServerOthersServed checks that clients sending garbage or huge
 // announcements do not disturb another client.
 func TestGuardServerOthersServed(t *testing.T) {
-	addr, stop := startServer(t, true, DefaultLimits())
+	addr, stop := guardStartServer(t, true, DefaultLimits())
 	defer stop()
 	good, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -674,7 +694,7 @@ func TestGuardServerOthersServed(t *testing.T) {
 	roundTrip := func() {
 		t.Helper()
 		_ = good.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := good.Write([]byte(setFoo + getFoo)); err != nil {
+		if _, err := good.Write([]byte(reqSetFoo + reqGetFoo)); err != nil {
 			t.Fatal(err)
 		}
 		want := "+OK\r\n$3\r\nbar\r\n"
@@ -695,7 +715,7 @@ func TestGuardServerOthersServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		reply, closed := talk(t, addr, ping+"*2\r\n$3\r\nGET\r\nx"+strings.Repeat("y", i*100)+"\r\n", 500*time.Millisecond)
+		reply, closed := guardTalk(t, addr, reqPing+"*2\r\n$3\r\nGET\r\nx"+strings.Repeat("y", i*100)+"\r\n", 500*time.Millisecond)
 		if reply != "+PONG\r\n-ERR Protocol error: expected '$', got 'x'\r\n" || !closed {
 			t.Fatalf("bad client got %q, closed %v", reply, closed)
 		}
@@ -725,7 +745,7 @@ func TestGuardServerOthersServed(t *testing.T) {
 // TestGuardServerNoHugeAlloc announces absurd lengths and checks the server
 // allocates nothing like them.
 func TestGuardServerNoHugeAlloc(t *testing.T) {
-	addr, stop := startServer(t, true, DefaultLimits())
+	addr, stop := guardStartServer(t, true, DefaultLimits())
 	defer stop()
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -737,7 +757,7 @@ func TestGuardServerNoHugeAlloc(t *testing.T) {
 		"*1048577\r\n",
 		"*1048576\r\n" + strings.Repeat("$536870912\r\n", 3),
 	} {
-		talk(t, addr, req, 300*time.Millisecond)
+		guardTalk(t, addr, req, 300*time.Millisecond)
 	}
 	// A client that streams 600 MB into one bulk against the 512 MB limit
 	// is stopped at the header: its writes soon fail, well before the
@@ -762,7 +782,7 @@ func TestGuardServerNoHugeAlloc(t *testing.T) {
 		}
 		sent <- n
 	}()
-	reply, closed := readAll(c, 10*time.Second)
+	reply, closed := guardReadAll(c, 10*time.Second)
 	if reply != "-ERR Protocol error: invalid bulk length\r\n" || !closed {
 		t.Errorf("streaming client got %q (closed %v)", reply, closed)
 	}
@@ -775,5 +795,65 @@ func TestGuardServerNoHugeAlloc(t *testing.T) {
 	}
 	if total := after.TotalAlloc - before.TotalAlloc; total > 64<<20 {
 		t.Errorf("allocated %d MiB in total", total>>20)
+	}
+}
+
+// TestGuardListenerLimitsPerConn checks that the listener asks for the limits
+// at each accept: a change (CONFIG SET proto-max-bulk-len) applies to the
+// clients that connect after it, and nil means the defaults.
+func TestGuardListenerLimitsPerConn(t *testing.T) {
+	var bulk atomic.Int64
+	bulk.Store(100)
+	addr, stop := guardStartServerFunc(t, true, func() Limits { return Limits{MaxBulkLen: bulk.Load()} })
+	defer stop()
+	req := guardMB("ECHO", strings.Repeat("x", 50))
+	ok := "$50\r\n" + strings.Repeat("x", 50) + "\r\n"
+	before, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	if _, err := before.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(ok))
+	_ = before.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(before, got); err != nil || string(got) != ok {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	bulk.Store(10)
+	if reply, closed := guardTalk(t, addr, req, time.Second); reply != "-ERR Protocol error: invalid bulk length\r\n" || !closed {
+		t.Errorf("new client got %q (closed %v)", reply, closed)
+	}
+	if _, err := before.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(before, got); err != nil || string(got) != ok {
+		t.Fatalf("old client got %q, %v", got, err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl := NewGuardListener(ln, nil)
+	defer gl.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			defer c.Close()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	c, err := gl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.(*guardConn).s.lim; got != DefaultLimits() {
+		t.Errorf("nil limits func gave %+v", got)
+	}
+	if c.(*guardConn).NetConn() == nil {
+		t.Error("NetConn() is nil")
 	}
 }

@@ -20,7 +20,7 @@ package server
 //     (Redis's guard against abusive patterns, CVE-2022-36021).
 //
 // The C code reads the NUL that terminates its sds strings when it looks one
-// byte past the end of the pattern; the port's at() returns 0 there, so the
+// byte past the end of the pattern; the port's globAt returns 0 there, so the
 // two agree.
 
 // maxGlobNesting is Redis's limit on '*' recursion depth.
@@ -41,37 +41,37 @@ const maxGlobNesting = 1000
 // taking exponential time.
 func Match(pattern, s []byte, nocase bool) bool {
 	skipLonger := false
-	return matchImpl(pattern, s, nocase, &skipLonger, 0)
+	return globMatch(pattern, s, nocase, &skipLonger, 0)
 }
 
-// at returns b[i], or 0 past the end: the C code reads the terminating NUL
+// globAt returns b[i], or 0 past the end: the C code reads the terminating NUL
 // in the same places.
-func at(b []byte, i int) byte {
+func globAt(b []byte, i int) byte {
 	if i < len(b) {
 		return b[i]
 	}
 	return 0
 }
 
-// lower is C's tolower in the "C" locale.
-func lower(c byte) byte {
+// globLower is C's tolower in the "C" locale.
+func globLower(c byte) byte {
 	if c >= 'A' && c <= 'Z' {
 		return c + ('a' - 'A')
 	}
 	return c
 }
 
-// lowerSigned is tolower applied to a signed char value, as the C range
+// globLowerSigned is tolower applied to a signed char value, as the C range
 // check does: only ASCII letters change, other values (negative ones
 // included) are returned unchanged.
-func lowerSigned(c int) int {
+func globLowerSigned(c int) int {
 	if c >= 'A' && c <= 'Z' {
 		return c + ('a' - 'A')
 	}
 	return c
 }
 
-func matchImpl(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
+func globMatch(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
 	// Protection against abusive patterns, as Redis 7.0.9+.
 	if nesting > maxGlobNesting {
 		return false
@@ -89,7 +89,7 @@ func matchImpl(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
 				return true
 			}
 			for si < len(s) {
-				if matchImpl(p[pi+1:], s[si:], nocase, skipLonger, nesting+1) {
+				if globMatch(p[pi+1:], s[si:], nocase, skipLonger, nesting+1) {
 					return true
 				}
 				if *skipLonger {
@@ -106,19 +106,19 @@ func matchImpl(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
 			si++
 		case '[':
 			pi++
-			not := at(p, pi) == '^'
+			not := globAt(p, pi) == '^'
 			if not {
 				pi++
 			}
 			match := false
 			for {
-				if at(p, pi) == '\\' && len(p)-pi >= 2 {
+				if globAt(p, pi) == '\\' && len(p)-pi >= 2 {
 					pi++
 					// Case-sensitive even with nocase, as in Redis.
 					if p[pi] == s[si] {
 						match = true
 					}
-				} else if at(p, pi) == ']' {
+				} else if globAt(p, pi) == ']' {
 					break
 				} else if pi == len(p) {
 					// Unterminated class: step back onto the last byte
@@ -133,7 +133,7 @@ func matchImpl(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
 						start, end = end, start
 					}
 					if nocase {
-						start, end, c = lowerSigned(start), lowerSigned(end), lowerSigned(c)
+						start, end, c = globLowerSigned(start), globLowerSigned(end), globLowerSigned(c)
 					}
 					pi += 2
 					if c >= start && c <= end {
@@ -143,7 +143,7 @@ func matchImpl(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
 					if p[pi] == s[si] {
 						match = true
 					}
-				} else if lower(p[pi]) == lower(s[si]) {
+				} else if globLower(p[pi]) == globLower(s[si]) {
 					match = true
 				}
 				pi++
@@ -165,7 +165,7 @@ func matchImpl(p, s []byte, nocase bool, skipLonger *bool, nesting int) bool {
 				if p[pi] != s[si] {
 					return false
 				}
-			} else if lower(p[pi]) != lower(s[si]) {
+			} else if globLower(p[pi]) != globLower(s[si]) {
 				return false
 			}
 			si++

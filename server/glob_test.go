@@ -196,11 +196,11 @@ func BenchmarkMatchKeyPattern(b *testing.B) {
 	}
 }
 
-// naiveMatch is Redis's matcher as it was before the skipLongerMatches and
+// globNaive is Redis's matcher as it was before the skipLongerMatches and
 // nesting guards: plain exponential backtracking, written independently of
 // Match (no index juggling, the class is parsed up front). Fine for short
 // inputs, and the reference FuzzMatch holds Match to.
-func naiveMatch(p, s []byte, nocase bool) bool {
+func globNaive(p, s []byte, nocase bool) bool {
 	// stringmatchlen's loop never runs on an empty subject, so only the
 	// empty pattern matches it ("*" too fails; KEYS and SCAN special-case
 	// a lone "*" before they match). Past the first byte, a '*' is only
@@ -209,10 +209,10 @@ func naiveMatch(p, s []byte, nocase bool) bool {
 	if len(s) == 0 {
 		return len(p) == 0
 	}
-	return naiveRest(p, s, nocase)
+	return globNaiveRest(p, s, nocase)
 }
 
-func naiveRest(p, s []byte, nocase bool) bool {
+func globNaiveRest(p, s []byte, nocase bool) bool {
 	fold := func(c byte) byte {
 		if nocase && c >= 'A' && c <= 'Z' {
 			return c + 32
@@ -233,7 +233,7 @@ func naiveRest(p, s []byte, nocase bool) bool {
 				return true
 			}
 			for i := 0; i < len(s); i++ {
-				if naiveRest(p[1:], s[i:], nocase) {
+				if globNaiveRest(p[1:], s[i:], nocase) {
 					return true
 				}
 			}
@@ -298,9 +298,9 @@ func naiveRest(p, s []byte, nocase bool) bool {
 	return len(s) == 0
 }
 
-// latin1 maps each byte to the rune of the same value, so that a regexp
+// globLatin1 maps each byte to the rune of the same value, so that a regexp
 // over the result matches byte by byte.
-func latin1(b []byte) string {
+func globLatin1(b []byte) string {
 	var sb strings.Builder
 	for _, c := range b {
 		sb.WriteRune(rune(c))
@@ -349,7 +349,7 @@ func globRegexp(p []byte, nocase bool) (re *regexp.Regexp, ok bool) {
 					if nocase {
 						return nil, false
 					}
-					items = append(items, `\x{`+strconvHex(p[i+1])+`}`)
+					items = append(items, `\x{`+globHex(p[i+1])+`}`)
 					i += 2
 					continue
 				}
@@ -361,11 +361,11 @@ func globRegexp(p []byte, nocase bool) (re *regexp.Regexp, ok bool) {
 					if lo > hi {
 						lo, hi = hi, lo
 					}
-					items = append(items, `\x{`+strconvHex(lo)+`}-\x{`+strconvHex(hi)+`}`)
+					items = append(items, `\x{`+globHex(lo)+`}-\x{`+globHex(hi)+`}`)
 					i += 3
 					continue
 				}
-				items = append(items, `\x{`+strconvHex(p[i])+`}`)
+				items = append(items, `\x{`+globHex(p[i])+`}`)
 				i++
 			}
 			if len(items) == 0 {
@@ -396,7 +396,7 @@ func globRegexp(p []byte, nocase bool) (re *regexp.Regexp, ok bool) {
 	return re, true
 }
 
-func ascii(b []byte) bool {
+func globASCII(b []byte) bool {
 	for _, c := range b {
 		if c >= 0x80 {
 			return false
@@ -405,7 +405,7 @@ func ascii(b []byte) bool {
 	return true
 }
 
-func strconvHex(c byte) string {
+func globHex(c byte) string {
 	const digits = "0123456789abcdef"
 	return string([]byte{digits[c>>4], digits[c&15]})
 }
@@ -419,15 +419,15 @@ func FuzzMatch(f *testing.F) {
 			return // the naive reference is exponential
 		}
 		got := Match(p, s, nocase)
-		if want := naiveMatch(p, s, nocase); got != want {
+		if want := globNaive(p, s, nocase); got != want {
 			t.Fatalf("Match(%q, %q, %v) = %v, naive reference says %v", p, s, nocase, got, want)
 		}
 		// Go folds Latin-1 letters too; C's tolower only ASCII ones.
-		if nocase && (!ascii(p) || !ascii(s)) {
+		if nocase && (!globASCII(p) || !globASCII(s)) {
 			return
 		}
 		if re, ok := globRegexp(p, nocase); ok && len(s) > 0 {
-			if want := re.MatchString(latin1(s)); got != want {
+			if want := re.MatchString(globLatin1(s)); got != want {
 				t.Fatalf("Match(%q, %q, %v) = %v, regexp %s says %v", p, s, nocase, got, re, want)
 			}
 		}
