@@ -28,10 +28,10 @@ type Cluster struct {
 func FastGossip() cluster.Config {
 	cc := cluster.DefaultConfig()
 	cc.BindIP = "127.0.0.1"
-	cc.ProbeInterval = 200 * time.Millisecond
-	cc.ProbeTimeout = 150 * time.Millisecond
-	cc.GossipInterval = 20 * time.Millisecond
-	cc.SuspicionMult = 3
+	cc.ProbeInterval = 400 * time.Millisecond
+	cc.ProbeTimeout = 300 * time.Millisecond
+	cc.GossipInterval = 30 * time.Millisecond
+	cc.SuspicionMult = 4
 	cc.JoinTimeout = 10 * time.Second
 	cc.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return cc
@@ -45,7 +45,7 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	for range n {
 		c.AddNode(opts...)
 	}
-	c.WaitConverged(20 * time.Second)
+	c.WaitConverged(60 * time.Second)
 	return c
 }
 
