@@ -66,6 +66,12 @@ func ErrUnknownCommand(name string, args [][]byte) Error {
 	return Error(sb.String())
 }
 
+// ErrSubArity is the wrong-number-of-arguments error for a subcommand,
+// named as Redis names it: 'client|setname'.
+func ErrSubArity(cmd, sub string) Error {
+	return ErrArity(cmd + "|" + sub)
+}
+
 // ErrUnknownSubcommand is Redis 7's error for an unknown subcommand.
 func ErrUnknownSubcommand(cmd, sub string) Error {
 	return Error("ERR unknown subcommand '" + sanitize(sub, 128) + "'. Try " + strings.ToUpper(cmd) + " HELP.")

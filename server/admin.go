@@ -247,7 +247,7 @@ func configCmd(ctx *Ctx) (resp.Value, error) {
 	switch sub {
 	case "get":
 		if len(args) < 3 {
-			return resp.Value{}, resp.Error("ERR wrong number of arguments for 'config|get' command")
+			return resp.Value{}, resp.ErrSubArity("config", "get")
 		}
 		var out []resp.Value
 		for _, p := range params {
@@ -261,7 +261,7 @@ func configCmd(ctx *Ctx) (resp.Value, error) {
 		return resp.Map(out...), nil
 	case "set":
 		if len(args) < 4 || len(args)%2 != 0 {
-			return resp.Value{}, resp.Error("ERR wrong number of arguments for 'config|set' command")
+			return resp.Value{}, resp.ErrSubArity("config", "set")
 		}
 		for i := 2; i < len(args); i += 2 {
 			name := strings.ToLower(string(args[i]))

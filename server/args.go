@@ -99,6 +99,24 @@ func is(arg []byte, kw string) bool {
 	return true
 }
 
+// expiryOption parses an EX/PX/EXAT/PXAT option at args[i] (with its value
+// at args[i+1]) into absolute unix ms. ok is false when args[i] is not one
+// of them or has no value; cmd names the command in errors.
+func expiryOption(args [][]byte, i int, now int64, cmd string) (at int64, ok bool, err error) {
+	a := args[i]
+	absolute := is(a, "EXAT") || is(a, "PXAT")
+	seconds := is(a, "EX") || is(a, "EXAT")
+	if !(absolute || seconds || is(a, "PX")) || i+1 >= len(args) {
+		return 0, false, nil
+	}
+	unit := int64(1)
+	if seconds {
+		unit = 1000
+	}
+	at, err = expireAt(args[i+1], unit, absolute, now, cmd)
+	return at, true, err
+}
+
 // expireAt turns a relative or absolute expiry argument into absolute unix
 // milliseconds, refusing values Redis refuses: non-positive, or so large that
 // the millisecond time overflows. cmd names the command in the error.

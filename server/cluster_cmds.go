@@ -35,12 +35,7 @@ func clusterCmd(ctx *Ctx) (resp.Value, error) {
 	s := ctx.srv
 	args := ctx.Args
 	sub := strings.ToLower(string(args[1]))
-	arity := func(n int) error {
-		if len(args) != n {
-			return resp.Error("ERR wrong number of arguments for 'cluster|" + sub + "' command")
-		}
-		return nil
-	}
+	arity := func(n int) error { return subArity(args, n, "cluster", sub) }
 	topo := s.topo
 	switch sub {
 	case "slots":

@@ -116,6 +116,15 @@ func (t Table) lookup(name []byte) *Command {
 	return t[string(buf[:len(name)])]
 }
 
+// subArity checks that a container command's subcommand got exactly n
+// arguments (name and subcommand included).
+func subArity(args [][]byte, n int, cmd, sub string) error {
+	if len(args) != n {
+		return resp.ErrSubArity(cmd, sub)
+	}
+	return nil
+}
+
 // arityOK reports whether n arguments (name included) fit the arity.
 func arityOK(arity, n int) bool {
 	if arity >= 0 {

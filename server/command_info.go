@@ -39,7 +39,7 @@ func commandCmd(ctx *Ctx) (resp.Value, error) {
 		return resp.Array(out...), nil
 	case "getkeys":
 		if len(args) < 3 {
-			return resp.Value{}, resp.Error("ERR wrong number of arguments for 'command|getkeys' command")
+			return resp.Value{}, resp.ErrSubArity("command", "getkeys")
 		}
 		c := t.lookup(args[2])
 		if c == nil {

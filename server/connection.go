@@ -195,12 +195,7 @@ func clientCmd(ctx *Ctx) (resp.Value, error) {
 	args := ctx.Args
 	c := ctx.c
 	sub := strings.ToLower(string(args[1]))
-	arity := func(n int) error {
-		if len(args) != n {
-			return resp.Error("ERR wrong number of arguments for 'client|" + sub + "' command")
-		}
-		return nil
-	}
+	arity := func(n int) error { return subArity(args, n, "client", sub) }
 	switch sub {
 	case "id":
 		if err := arity(2); err != nil {

@@ -139,7 +139,6 @@ func setCmd(ctx *Ctx) (writeFn, error) {
 	expirySet := false
 	for i := 3; i < len(args); i++ {
 		a := args[i]
-		hasNext := i+1 < len(args)
 		switch {
 		case is(a, "NX") && !o.xx:
 			o.nx = true
@@ -149,19 +148,16 @@ func setCmd(ctx *Ctx) (writeFn, error) {
 			o.get = true
 		case is(a, "KEEPTTL") && !expirySet:
 			o.keepTTL, expirySet = true, true
-		case (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) && !expirySet && hasNext:
-			unit := int64(1)
-			if is(a, "EX") || is(a, "EXAT") {
-				unit = 1000
-			}
-			at, err := expireAt(args[i+1], unit, is(a, "EXAT") || is(a, "PXAT"), now, "set")
-			if err != nil {
+		default:
+			at, ok, err := expiryOption(args, i, now, "set")
+			switch {
+			case !ok || expirySet:
+				return nil, resp.ErrSyntax
+			case err != nil:
 				return nil, err
 			}
 			o.expireAt, expirySet = at, true
 			i++
-		default:
-			return nil, resp.ErrSyntax
 		}
 	}
 	if err := ctx.srv.checkLen(len(args[2])); err != nil {
@@ -276,20 +272,16 @@ func getexCmd(ctx *Ctx) (writeFn, error) {
 		switch {
 		case is(a, "PERSIST") && !set:
 			persist, set = true, true
-		case (is(a, "EX") || is(a, "PX") || is(a, "EXAT") || is(a, "PXAT")) && !set && i+1 < len(args):
-			unit := int64(1)
-			if is(a, "EX") || is(a, "EXAT") {
-				unit = 1000
-			}
-			var err error
-			at, err = expireAt(args[i+1], unit, is(a, "EXAT") || is(a, "PXAT"), ctx.Store().Now(), "getex")
-			if err != nil {
+		default:
+			t, ok, err := expiryOption(args, i, ctx.Store().Now(), "getex")
+			switch {
+			case !ok || set:
+				return nil, resp.ErrSyntax
+			case err != nil:
 				return nil, err
 			}
-			set = true
+			at, set = t, true
 			i++
-		default:
-			return nil, resp.ErrSyntax
 		}
 	}
 	slot, key := ctx.Slot, args[1]
