@@ -83,6 +83,12 @@ func (c *client) write(v resp.Value, err error) {
 		c.counters.errors.Add(1)
 		v = resp.ErrorValue(err)
 	}
+	if v.Kind == resp.KindBulk && v.Bytes != nil {
+		// GET's reply, the same on both protocols: copy the value once,
+		// straight into the connection's buffer.
+		c.conn.WriteBulk(v.Bytes)
+		return
+	}
 	c.out = resp.Append(c.out[:0], v, c.proto)
 	c.conn.WriteRaw(c.out)
 }

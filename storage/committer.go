@@ -278,7 +278,7 @@ func (c *committer) index(b *batch) {
 	now := s.Now()
 	for _, p := range b.pendings {
 		for _, m := range p.muts {
-			k := string(appendDataKey(make([]byte, 0, slotPrefixLen+len(m.Key)), m.Slot, m.Key))
+			k := frozenString(m.dataKey)
 			s.index.set(m.Slot, k, m.Rec)
 			if m.Rec.Tombstone {
 				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})

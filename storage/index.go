@@ -1,6 +1,15 @@
 package storage
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
+
+// frozenString views b as a string without copying. b must never change
+// afterwards: the index uses it for keys that live in the same immutable
+// buffer as the record's value, so a lookup's key comparison and the value
+// read that follows touch neighbouring memory instead of two allocations.
+func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // memIndex holds the committed state of every key in memory: the live
 // records, the expired ones not yet swept, and recent tombstones. Badger

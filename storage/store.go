@@ -36,6 +36,10 @@ type Mutation struct {
 	Slot uint16
 	Key  []byte
 	Rec  Record
+
+	// dataKey is the Badger key (slot prefix + Key) in the same immutable
+	// buffer as Key and Rec.Value, which the in-memory index keys on.
+	dataKey []byte
 }
 
 // Stats are cumulative counters of the committer's and the expiry loop's
@@ -340,14 +344,18 @@ func (s *Store) rebuildCounts() (uint64, error) {
 		}
 		maxVersion = max(maxVersion, h.version)
 		rec := Record{ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
+		// One buffer holds the index key and the value, as put does.
+		buf := make([]byte, 0, slotPrefixLen+len(key)+len(payload))
+		buf = appendDataKey(buf, slot, key)
+		bk := buf[:len(buf):len(buf)]
 		if !rec.Tombstone {
-			rec.Value = append(make([]byte, 0, len(payload)), payload...)
+			rec.Value = append(buf, payload...)[len(bk):]
 		}
 		if !rec.Tombstone && rec.ExpireAt != 0 {
 			volatile[slot]++
 			volatileTotal++
 		}
-		k := string(appendDataKey(make([]byte, 0, slotPrefixLen+len(key)), slot, key))
+		k := frozenString(bk)
 		s.index.set(slot, k, rec)
 		if rec.Tombstone {
 			s.c.tombs.push(tombstoneRef{slot: slot, key: k, version: rec.Version, at: now})

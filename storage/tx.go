@@ -281,7 +281,7 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record, prev Record, had bool) {
 	tx.c.overlay[ok] = overlayEntry{rec: rec, seq: tx.b.seq}
 	tx.b.keys = append(tx.b.keys, ok)
 
-	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec})
+	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec, dataKey: k})
 
 	// Counts follow stored non-tombstone records, expired or not; the
 	// volatile count those with an expiry.
