@@ -89,10 +89,40 @@ func RedisArgs(port int) []string {
 	}
 }
 
-// RingcacheArgs returns the arguments for a ringcache node listening on
-// 127.0.0.1:port with its data in dir, followed by extra.
-func RingcacheArgs(port int, dir string, extra []string) []string {
-	args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir}
+// RedisClusterArgs returns RedisArgs plus Redis Cluster mode, with the
+// cluster's state file nodes.conf in the working directory and the
+// cluster bus on busPort.
+//
+// The bus port is passed explicitly because Redis's default, port+10000,
+// is out of range for the ephemeral ports above 55535 that FreePort may
+// return, and may be taken by something else.
+func RedisClusterArgs(port, busPort int) []string {
+	return append(RedisArgs(port),
+		"--cluster-enabled", "yes",
+		"--cluster-config-file", "nodes.conf",
+		"--cluster-port", strconv.Itoa(busPort),
+	)
+}
+
+// RingcacheArgs returns the arguments for a ringcache node serving
+// clients on 127.0.0.1:port and gossiping on 127.0.0.1:gossipPort, with
+// its data in dir, joining the node whose gossip address is join (empty
+// for the first node), followed by extra.
+//
+// The gossip port is passed explicitly, also for a single node, because
+// ringcache's default, port+10000, is out of range for the ephemeral ports
+// above 55535 that FreePort may return. extra comes last so that a
+// repeated flag in it overrides these (Go's flag package keeps the last).
+func RingcacheArgs(port, gossipPort int, dir, join string, extra []string) []string {
+	args := []string{
+		"--bind", "127.0.0.1",
+		"--port", strconv.Itoa(port),
+		"--cluster-port", strconv.Itoa(gossipPort),
+		"--dir", dir,
+	}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
 	return append(args, extra...)
 }
 

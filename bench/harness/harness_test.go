@@ -18,13 +18,29 @@ const redis7CSV = `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_m
 "GET","277777.78","0.086","0.024","0.079","0.119","0.239","1.127"
 `
 
-func TestParseCSV(t *testing.T) {
+// clusterPreamble is what redis-benchmark 7.0.15 --cluster --csv prints
+// to stdout before the CSV.
+const clusterPreamble = `Cluster has 3 master nodes:
+
+Master 0: 9651ee40798af4feb3aa4c44d2628cae852bb944 127.0.0.1:37002
+Master 1: 48f19e5a2ac88a62b5aaa430760c1b1e0e099f79 127.0.0.1:37001
+Master 2: 015dbad7a8ef9a1438a26a657134ce6de5787795 127.0.0.1:37003
+
+`
+
+func TestParseOutput(t *testing.T) {
 	nan := math.NaN()
+	redis7 := []Result{
+		{"SET", 253164.55, 0.099, 0.024, 0.087, 0.223, 0.319, 0.655},
+		{"GET", 277777.78, 0.086, 0.024, 0.079, 0.119, 0.239, 1.127},
+	}
 	tests := []struct {
-		name    string
-		in      string
-		want    []Result
-		wantErr string // substring; "" means success
+		name        string
+		in          string
+		want        []Result
+		wantMasters int
+		wantNotes   []string
+		wantErr     string // substring; "" means success
 	}{
 		{
 			name: "redis 7 output",
@@ -49,7 +65,30 @@ func TestParseCSV(t *testing.T) {
 				{"GET", 277777.78, 0.086, 0.024, 0.079, 0.119, 0.239, 1.127},
 			},
 		},
+		{name: "cluster preamble", in: clusterPreamble + redis7CSV, want: redis7, wantMasters: 3},
+		{
+			name:        "informational lines are not searched for error words",
+			in:          "Cluster has 2 master nodes:\nMaster 0: errorerror 10.0.0.1:7000\nMaster 1: e1 error-host:7001\n" + redis7CSV,
+			want:        redis7,
+			wantMasters: 2,
+		},
+		{
+			name:        "a master without slots is relayed",
+			in:          "WARNING: Master node 127.0.0.1:7003 has no slots, skipping...\nCluster has 2 master nodes:\n" + redis7CSV,
+			want:        redis7,
+			wantMasters: 2,
+			wantNotes:   []string{"WARNING: Master node 127.0.0.1:7003 has no slots, skipping..."},
+		},
+		{
+			name:      "other non-CSV lines are relayed",
+			in:        "WARNING: Keepalive disabled. You probably need ...\n" + redis7CSV,
+			want:      redis7,
+			wantNotes: []string{"WARNING: Keepalive disabled. You probably need ..."},
+		},
+		{name: "cluster error on stdout", in: clusterPreamble + "Error from server 127.0.0.1:37001: CLUSTERDOWN The cluster is down\n" + redis7CSV, wantErr: "CLUSTERDOWN"},
+		{name: "redirect on stdout", in: clusterPreamble + "Cluster slots configuration changed, fetching new one...\n" + redis7CSV, wantErr: "MOVED/ASK"},
 		{name: "empty", in: "", wantErr: "no CSV"},
+		{name: "preamble only", in: clusterPreamble, wantErr: "no CSV"},
 		{name: "header only", in: strings.SplitAfter(redis7CSV, "\n")[0], wantErr: "no results"},
 		{name: "error line on stdout", in: redis7CSV + "Error: Connection reset by peer\n", wantErr: "Error: Connection reset"},
 		{name: "redis 6 style header", in: "\"test\",\"rps\"\n\"SET\",\"1000.00\"\n", wantErr: `lacks column "p50_latency_ms"`},
@@ -58,7 +97,7 @@ func TestParseCSV(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseCSV(strings.NewReader(tc.in))
+			got, err := ParseOutput(strings.NewReader(tc.in))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
@@ -68,8 +107,14 @@ func TestParseCSV(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !slices.EqualFunc(got, tc.want, sameResult) {
-				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			if !slices.EqualFunc(got.Results, tc.want, sameResult) {
+				t.Errorf("got  %+v\nwant %+v", got.Results, tc.want)
+			}
+			if got.Masters != tc.wantMasters {
+				t.Errorf("Masters = %d, want %d", got.Masters, tc.wantMasters)
+			}
+			if !slices.Equal(got.Notes, tc.wantNotes) {
+				t.Errorf("Notes = %q, want %q", got.Notes, tc.wantNotes)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -28,6 +27,9 @@ type ServerSpec struct {
 	Dir string
 	// Port is the TCP port the server will listen on at 127.0.0.1.
 	Port int
+	// BusPort is the server's cluster bus (Redis) or gossip (ringcache)
+	// port, if it was given one; other nodes join through it.
+	BusPort int
 }
 
 // Server is a running server process started by Start.
@@ -156,30 +158,16 @@ func (s *Server) WaitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 // Ping sends one RESP PING to addr over a fresh connection and expects
-// +PONG. It speaks raw RESP rather than shelling out to redis-cli so that
+// PONG. It speaks raw RESP rather than shelling out to redis-cli so that
 // readiness polling costs no process spawns and works without redis-tools.
 func Ping(ctx context.Context, addr string) error {
-	d := net.Dialer{Timeout: time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	reply, err := Command(ctx, addr, "PING")
 	if err != nil {
-		return err
+		// e.g. "LOADING ..." while a server is still starting up.
+		return fmt.Errorf("PING: %w", err)
 	}
-	defer conn.Close()
-	deadline := time.Now().Add(time.Second)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	conn.SetDeadline(deadline)
-	if _, err := conn.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line = strings.TrimRight(line, "\r\n"); line != "+PONG" {
-		// e.g. "-LOADING ..." while a server is still starting up.
-		return fmt.Errorf("PING answered %q", line)
+	if reply != "PONG" {
+		return fmt.Errorf("PING answered %q", reply)
 	}
 	return nil
 }

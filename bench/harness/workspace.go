@@ -45,20 +45,28 @@ func (w *Workspace) Dir(name string) (string, error) {
 
 // StartReady starts a server on a free port and waits until it answers
 // PING. spec is called with the chosen port and must return the full spec.
+// See StartReadyPorts.
+func (w *Workspace) StartReady(ctx context.Context, attempts int, timeout time.Duration, spec func(port int) ServerSpec) (*Server, error) {
+	return w.StartReadyPorts(ctx, attempts, timeout, 1, func(ports []int) ServerSpec { return spec(ports[0]) })
+}
+
+// StartReadyPorts starts a server that needs nports distinct free ports
+// (e.g. a client port and a cluster bus port) and waits until it answers
+// PING. spec is called with the chosen ports and must return the full
+// spec, whose Port is the one that is pinged.
 //
 // If the process dies before becoming ready because another process
-// grabbed the port between FreePort and bind (its log says "address
-// already in use"), it is retried with a new port, up to attempts times in
-// total. The server is tracked and will
-// be stopped by Close.
-func (w *Workspace) StartReady(ctx context.Context, attempts int, timeout time.Duration, spec func(port int) ServerSpec) (*Server, error) {
+// grabbed a port between FreePorts and bind (its log says "address
+// already in use"), it is retried with new ports, up to attempts times in
+// total. The server is tracked and will be stopped by Close.
+func (w *Workspace) StartReadyPorts(ctx context.Context, attempts int, timeout time.Duration, nports int, spec func(ports []int) ServerSpec) (*Server, error) {
 	var lastErr error
 	for range max(attempts, 1) {
-		port, err := FreePort()
+		ports, err := FreePorts(nports)
 		if err != nil {
 			return nil, err
 		}
-		s, err := Start(spec(port))
+		s, err := Start(spec(ports))
 		if err != nil {
 			return nil, err
 		}
@@ -72,7 +80,7 @@ func (w *Workspace) StartReady(ctx context.Context, attempts int, timeout time.D
 		exited, _ := s.Exited()
 		s.Stop(5 * time.Second)
 		if !exited || !s.PortInUse() || ctx.Err() != nil {
-			// Any other failure would repeat on another port.
+			// Any other failure would repeat on other ports.
 			return nil, lastErr
 		}
 	}

@@ -1,13 +1,16 @@
 // Command sidebyside benchmarks a single ringcache node against a
 // redis-server on the same machine with redis-benchmark, and reports
-// ringcache's throughput as a ratio of Redis's.
+// ringcache's throughput as a ratio of Redis's. With -cluster it compares
+// an N-node ringcache cluster with an N-master Redis Cluster instead,
+// driven by redis-benchmark --cluster.
 //
-// Both servers run for the whole session. After one short warm-up run
+// Both targets run for the whole session. After one short warm-up run
 // against each, the rounds alternate redis, ringcache, redis, ringcache,
 // ... so that whatever else the (shared, noisy) machine is doing hits both
 // about equally; each round's ratio compares two runs made back to back.
 //
 //	go run ./bench/sidebyside                      # full comparison
+//	go run ./bench/sidebyside -cluster             # 3 nodes vs 3 masters
 //	go run ./bench/sidebyside -only redis -n 20000 # harness self-test
 //
 // See bench/README.md for how to read the output.
@@ -19,10 +22,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +48,7 @@ type config struct {
 	ringcacheBin   string
 	redisServer    string
 	redisBenchmark string
+	redisCLI       string
 	benchArgs      string
 	only           string
 	keep           bool
@@ -50,12 +56,14 @@ type config struct {
 	csvPath        string
 	timeout        time.Duration
 	readyTimeout   time.Duration
+	cluster        bool
+	nodes          int
 }
 
 func parseFlags() *config {
 	c := &config{}
 	flag.StringVar(&c.tests, "t", "set,get", "redis-benchmark tests (-t), comma separated")
-	flag.IntVar(&c.requests, "n", 1000000, "requests per test per run (-n)")
+	flag.IntVar(&c.requests, "n", 1000000, fmt.Sprintf("requests per test per run (-n); %d with -cluster unless given", clusterRequests))
 	flag.IntVar(&c.keyspace, "r", 100000, "random keyspace size (-r)")
 	flag.IntVar(&c.clients, "c", 50, "parallel connections (-c)")
 	flag.IntVar(&c.pipeline, "P", 16, "pipeline depth (-P)")
@@ -66,20 +74,41 @@ func parseFlags() *config {
 	flag.StringVar(&c.ringcacheBin, "ringcache-bin", "", "use this ringcache binary instead of building ./cmd/ringcache")
 	flag.StringVar(&c.redisServer, "redis-server", "redis-server", "redis-server executable")
 	flag.StringVar(&c.redisBenchmark, "redis-benchmark", "redis-benchmark", "redis-benchmark executable")
+	flag.StringVar(&c.redisCLI, "redis-cli", "redis-cli", "redis-cli executable (-cluster: creates the Redis Cluster)")
 	flag.StringVar(&c.benchArgs, "benchmark-args", "", "extra redis-benchmark arguments, shell-quoted (e.g. \"--threads 2\")")
 	flag.StringVar(&c.only, "only", "", "benchmark only one target: redis or ringcache")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (server logs, data) and print its path")
 	flag.StringVar(&c.mdPath, "md", "", "also write the report as Markdown to this file")
 	flag.StringVar(&c.csvPath, "csv", "", "also write the report as CSV to this file")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "limit for a single redis-benchmark run")
-	flag.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long a server may take to answer PING after starting")
+	flag.DurationVar(&c.readyTimeout, "ready-timeout", 30*time.Second, "how long a server may take to answer PING after starting, and a cluster to form")
+	flag.BoolVar(&c.cluster, "cluster", false, "compare a ringcache cluster with a Redis Cluster, using redis-benchmark --cluster")
+	flag.IntVar(&c.nodes, "nodes", 3, "nodes per cluster with -cluster (Redis Cluster needs at least 3 masters)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: go run ./bench/sidebyside [flags]\n\n"+
-			"Compares redis-benchmark throughput of a ringcache node and redis-server.\n\n")
+			"Compares redis-benchmark throughput of a ringcache node and redis-server,\n"+
+			"or with -cluster of a ringcache cluster and a Redis Cluster.\n\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if c.cluster && !flagSet("n") {
+		c.requests = clusterRequests
+	}
 	return c
+}
+
+// clusterRequests is the default -n with -cluster: redis-benchmark then
+// runs threaded, and a test must last at least ten seconds for its 250ms
+// thread tick to distort ops/s by no more than 2.5% (see tickWarning). A
+// 3-master Redis Cluster on the 2-core benchmark machine does some 800,000
+// SET or GET per second, so this gives it about 12 seconds per test.
+const clusterRequests = 10000000
+
+// flagSet reports whether the named flag was given on the command line.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func (c *config) validate() error {
@@ -102,6 +131,14 @@ func (c *config) validate() error {
 	if strings.TrimSpace(c.tests) == "" {
 		return errors.New("-t must name at least one test")
 	}
+	if c.cluster && c.nodes < 3 {
+		// redis-cli --cluster create refuses fewer, and the comparison
+		// needs both clusters the same size.
+		return errors.New("-nodes must be at least 3 (a Redis Cluster needs 3 masters)")
+	}
+	if flagSet("nodes") && !c.cluster {
+		return errors.New("-nodes needs -cluster")
+	}
 	return nil
 }
 
@@ -118,13 +155,47 @@ func (c *config) warmupRequests() int {
 	return min(max(c.requests/10, 1000), c.requests)
 }
 
-// target is one server under test.
+// target is one server, or one cluster, under test.
 type target struct {
 	name string
-	srv  *harness.Server
-	runs [][]harness.Result
+	// nodes are the target's processes; redis-benchmark connects to the
+	// first, and with --cluster learns the others from it.
+	nodes []*harness.Server
+	runs  [][]harness.Result
 	// warned dedupes redis-benchmark warnings, which repeat every run.
 	warned map[string]bool
+}
+
+// addr is where redis-benchmark connects.
+func (t *target) addr() string { return t.nodes[0].Addr() }
+
+// checkAlive returns the errors of all nodes that have died.
+func (t *target) checkAlive() error {
+	var errs []error
+	for _, n := range t.nodes {
+		errs = append(errs, n.CheckAlive())
+	}
+	return errors.Join(errs...)
+}
+
+// waitForExit returns as soon as any node has exited, or after d.
+func (t *target) waitForExit(d time.Duration) {
+	stop := make(chan struct{})
+	defer close(stop)
+	exited := make(chan struct{}, len(t.nodes))
+	for _, n := range t.nodes {
+		go func() {
+			select {
+			case <-n.Done():
+				exited <- struct{}{}
+			case <-stop:
+			}
+		}()
+	}
+	select {
+	case <-exited:
+	case <-time.After(d):
+	}
 }
 
 func main() {
@@ -175,10 +246,15 @@ func bench(ctx context.Context, cfg *config, logf func(string, ...any)) (err err
 	}
 	wantRedis := cfg.only != "ringcache"
 	wantRingcache := cfg.only != "redis"
-	var redisBin string
+	var redisBin, cliBin string
 	if wantRedis {
 		if redisBin, err = exec.LookPath(cfg.redisServer); err != nil {
 			return fmt.Errorf("redis-server: %w (apt install redis-server)", err)
+		}
+		if cfg.cluster {
+			if cliBin, err = exec.LookPath(cfg.redisCLI); err != nil {
+				return fmt.Errorf("redis-cli: %w (apt install redis-tools)", err)
+			}
 		}
 	}
 
@@ -233,34 +309,30 @@ func bench(ctx context.Context, cfg *config, logf func(string, ...any)) (err err
 	}
 
 	if wantRedis {
-		dir, err := ws.Dir("redis")
+		var nodes []*harness.Server
+		if cfg.cluster {
+			nodes, err = startRedisCluster(ctx, ws, cfg, redisBin, cliBin, logf)
+		} else {
+			nodes, err = startRedis(ctx, ws, cfg, redisBin, logf)
+		}
 		if err != nil {
 			return err
 		}
-		srv, err := ws.StartReady(ctx, 3, cfg.readyTimeout, func(port int) harness.ServerSpec {
-			return harness.ServerSpec{Name: "redis", Path: redisBin, Args: harness.RedisArgs(port), Dir: dir, Port: port}
-		})
-		if err != nil {
-			return err
-		}
-		logf("redis-server ready on %s (pid %d)", srv.Addr(), srv.PID())
-		targets = append(targets, &target{name: "redis", srv: srv})
-		notes = append(notes, "redis: "+toolVersion(ctx, redisBin))
+		targets = append(targets, &target{name: "redis", nodes: nodes})
+		notes = append(notes, "redis: "+toolVersion(ctx, redisBin)+clusterNote(cfg, nodes, "master Redis Cluster (redis-cli --cluster create, no replicas)"))
 	}
 	if wantRingcache {
-		dir, err := ws.Dir("ringcache")
+		var nodes []*harness.Server
+		if cfg.cluster {
+			nodes, err = startRingcacheCluster(ctx, ws, cfg, rcBin, rcExtra, logf)
+		} else {
+			nodes, err = startRingcache(ctx, ws, cfg, rcBin, rcExtra, logf)
+		}
 		if err != nil {
 			return err
 		}
-		srv, err := ws.StartReady(ctx, 3, cfg.readyTimeout, func(port int) harness.ServerSpec {
-			return harness.ServerSpec{Name: "ringcache", Path: rcBin, Args: harness.RingcacheArgs(port, dir, rcExtra), Dir: dir, Port: port}
-		})
-		if err != nil {
-			return err
-		}
-		logf("ringcache ready on %s (pid %d)", srv.Addr(), srv.PID())
-		targets = append(targets, &target{name: "ringcache", srv: srv})
-		note := "ringcache: " + rcVersion
+		targets = append(targets, &target{name: "ringcache", nodes: nodes})
+		note := "ringcache: " + rcVersion + clusterNote(cfg, nodes, "node cluster (--join to the first node)")
 		if len(rcExtra) > 0 {
 			note += fmt.Sprintf(", args %q", rcExtra)
 		}
@@ -271,27 +343,28 @@ func bench(ctx context.Context, cfg *config, logf func(string, ...any)) (err err
 		Binary: benchBin, Tests: cfg.tests, Requests: cfg.requests, Keyspace: cfg.keyspace,
 		Clients: cfg.clients, Pipeline: cfg.pipeline, DataSize: cfg.dataSize,
 		Extra: benchExtra, Timeout: cfg.timeout,
+		Cluster: cfg.cluster,
+	}
+	if cfg.cluster {
+		spec.Masters = cfg.nodes
 	}
 	once := func(t *target, n int, label string) ([]harness.Result, error) {
 		s := spec
-		s.Addr = t.srv.Addr()
+		s.Addr = t.addr()
 		s.Requests = n
 		logf("%s: %s (-n %d)", label, t.name, n)
 		began := time.Now()
 		res, warnings, err := harness.RunBenchmark(ctx, s)
 		if err != nil && ctx.Err() == nil {
-			// If the server crashed, the client can notice (connection
+			// If a server crashed, the client can notice (connection
 			// reset) before the server has been reaped; give the reaper a
 			// moment so the crash, not its symptom, is reported.
-			select {
-			case <-t.srv.Done():
-			case <-time.After(time.Second):
-			}
+			t.waitForExit(time.Second)
 		}
 		if err != nil {
 			err = fmt.Errorf("%s, %s: %w", label, t.name, err)
 		}
-		if aliveErr := t.srv.CheckAlive(); aliveErr != nil {
+		if aliveErr := t.checkAlive(); aliveErr != nil {
 			// A dead server explains the benchmark error; report it first.
 			return nil, errors.Join(aliveErr, err)
 		}
@@ -337,7 +410,7 @@ func bench(ctx context.Context, cfg *config, logf func(string, ...any)) (err err
 	series := make([]harness.Series, len(targets))
 	names := make([]string, len(targets))
 	for i, t := range targets {
-		m, merr := t.srv.Mem()
+		m, merr := harness.SumMem(t.nodes)
 		mem = append(mem, harness.TargetMem{Name: t.name, Stat: m, Err: merr})
 		series[i] = harness.Series{Name: t.name, Rounds: t.runs}
 		names[i] = t.name
@@ -347,21 +420,38 @@ func bench(ctx context.Context, cfg *config, logf func(string, ...any)) (err err
 		return err
 	}
 
+	var runs [][]harness.Result
+	for _, t := range targets {
+		runs = append(runs, t.runs...)
+	}
+	threaded := cfg.cluster || slices.Contains(benchExtra, "--threads")
+	tickNote := tickWarning(threaded, cfg.requests, runs)
+	if tickNote != "" {
+		logf("%s", tickNote)
+	}
+
 	load := strings.Join(spec.LoadArgs(), " ")
+	ratioNote := "ratio = ringcache ops/s / redis ops/s within each round (>1: ringcache faster); median and min..max over rounds"
+	if len(targets) < 2 {
+		ratioNote = "single target (-only): no ratio"
+	}
+	notes = append([]string{
+		fmt.Sprintf("%d rounds per target, alternating; %s; figures are medians over rounds", cfg.rounds, warmupNote(cfg.warmupRequests())),
+		ratioNote,
+		fmt.Sprintf("%s, %d CPUs, %s, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), toolVersion(ctx, benchBin)),
+	}, notes...)
+	if cfg.cluster {
+		notes = append(notes, fmt.Sprintf("memory: summed over the %d nodes of each side (peak: sum of per-node peaks)", cfg.nodes))
+	}
+	if tickNote != "" {
+		notes = append(notes, tickNote)
+	}
 	rep := &harness.Report{
-		Title: fmt.Sprintf("ringcache vs redis: redis-benchmark %s", load),
-		Notes: append([]string{
-			fmt.Sprintf("%d rounds per target, alternating; %s; figures are medians over rounds", cfg.rounds, warmupNote(cfg.warmupRequests())),
-			"ratio = ringcache ops/s / redis ops/s within each round (>1: ringcache faster); median and min..max over rounds",
-			fmt.Sprintf("%s, %d CPUs, %s, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.Version(), toolVersion(ctx, benchBin)),
-		}, notes...),
+		Title:   reportTitle(cfg.cluster, cfg.nodes, names, load),
+		Notes:   notes,
 		Targets: names,
 		Rows:    rows,
 		Mem:     mem,
-	}
-	if len(targets) < 2 {
-		rep.Title = fmt.Sprintf("%s only: redis-benchmark %s", names[0], load)
-		rep.Notes[1] = "single target (-only): no ratio"
 	}
 	fmt.Println()
 	if err := rep.WriteText(os.Stdout); err != nil {
@@ -388,6 +478,76 @@ func warmupNote(n int) string {
 		return "no warm-up"
 	}
 	return fmt.Sprintf("warm-up -n %d", n)
+}
+
+// maxTickBias is the ops/s understatement from redis-benchmark's thread
+// tick (see harness.ThreadTick) above which the report warns, i.e. a test
+// shorter than ten seconds: less than the spread an A/A run shows on the
+// benchmark machine, so it cannot decide a comparison on its own.
+const maxTickBias = 0.025
+
+// suggestSeconds is how long the -n suggested by tickWarning makes the
+// shortest test last: above the ten seconds of maxTickBias, so that a
+// slightly faster run does not warn again.
+const suggestSeconds = 12
+
+// tickWarning returns a warning for the report if redis-benchmark ran
+// threaded and its shortest measured test was short enough for the thread
+// tick to understate ops/s by more than maxTickBias, or "" otherwise.
+func tickWarning(threaded bool, requests int, runs [][]harness.Result) string {
+	if !threaded {
+		return ""
+	}
+	shortest, bias := harness.TickBias(requests, runs)
+	if bias <= maxTickBias {
+		return ""
+	}
+	suggest := int(math.Ceil(float64(requests)*suggestSeconds/shortest.Seconds()/100000)) * 100000
+	return fmt.Sprintf("WARNING: redis-benchmark ran threaded (--cluster or --threads), which ends each test on a %v tick; "+
+		"the shortest test took %.2fs, so its ops/s may be understated by up to %.0f%%, and ratios by as much: use -n %d or more",
+		harness.ThreadTick, shortest.Seconds(), 100*bias, suggest)
+}
+
+// describeTarget names a target for the report title: the bare name for
+// a single node, the cluster's shape with -cluster.
+func describeTarget(name string, cluster bool, nodes int) string {
+	switch {
+	case !cluster:
+		return name
+	case name == "redis":
+		return fmt.Sprintf("%d-master Redis Cluster", nodes)
+	default:
+		return fmt.Sprintf("%d-node %s cluster", nodes, name)
+	}
+}
+
+// reportTitle is the report's first line, e.g. "ringcache vs redis:
+// redis-benchmark -t set,get ..." or "3-node ringcache cluster vs
+// 3-master Redis Cluster (--cluster): redis-benchmark ...". targets holds
+// redis first, as the ratio does.
+func reportTitle(cluster bool, nodes int, targets []string, load string) string {
+	mode := ""
+	if cluster {
+		mode = " (--cluster)"
+	}
+	if len(targets) < 2 {
+		return fmt.Sprintf("%s only%s: redis-benchmark %s", describeTarget(targets[0], cluster, nodes), mode, load)
+	}
+	return fmt.Sprintf("%s vs %s%s: redis-benchmark %s",
+		describeTarget(targets[1], cluster, nodes), describeTarget(targets[0], cluster, nodes), mode, load)
+}
+
+// clusterNote describes a cluster's layout for the report notes, or ""
+// for a single node.
+func clusterNote(cfg *config, nodes []*harness.Server, what string) string {
+	if !cfg.cluster {
+		return ""
+	}
+	addrs := make([]string, len(nodes))
+	for i, n := range nodes {
+		addrs[i] = n.Addr()
+	}
+	return fmt.Sprintf("; %d-%s on %s", len(nodes), what, strings.Join(addrs, ","))
 }
 
 // toolVersion returns the first line of `bin --version`, or the path if
