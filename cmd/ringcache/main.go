@@ -122,6 +122,11 @@ func run(args []string) error {
 	cc.GossipPort = *clusterPort
 	if cc.GossipPort == 0 {
 		cc.GossipPort = cc.RESPPort + 10000
+		if cc.GossipPort > 65535 {
+			srv.Close()
+			store.Close()
+			return fmt.Errorf("--port %d: the default gossip port (port+10000) exceeds 65535; set --cluster-port", cc.RESPPort)
+		}
 	}
 	if *join != "" {
 		cc.Join = strings.Split(*join, ",")
