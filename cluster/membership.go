@@ -85,10 +85,10 @@ type Config struct {
 // DefaultConfig returns membership defaults for nodes on one host or a LAN.
 func DefaultConfig() Config {
 	return Config{
-		BindIP:         "127.0.0.1",
-		JoinTimeout:    60 * time.Second,
-		VNodes:         DefaultVNodes,
-		Replicas:       1,
+		BindIP:      "127.0.0.1",
+		JoinTimeout: 60 * time.Second,
+		VNodes:      DefaultVNodes,
+		Replicas:    1,
 		// Slack enough that a busy node is not declared dead (a flapping
 		// member reshuffles slots); a dead node is still out in ~2-3 s.
 		ProbeInterval:  time.Second,
