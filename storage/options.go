@@ -65,9 +65,9 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Fsync:          FsyncNo,
-		MemTableSize:   64 << 20,
-		BlockCacheSize: 64 << 20,
-		IndexCacheSize: 32 << 20,
+		MemTableSize:   16 << 20,
+		BlockCacheSize: 16 << 20,
+		IndexCacheSize: 16 << 20,
 		TombstoneTTL:   10 * time.Minute,
 		ExpiryInterval: 100 * time.Millisecond,
 		Logger:         slog.Default(),
@@ -118,6 +118,10 @@ func (o Options) badgerOptions() badger.Options {
 		WithInMemory(o.InMemory).
 		WithSyncWrites(o.Fsync == FsyncAlways).
 		WithMemTableSize(o.MemTableSize).
+		// Point reads come from the in-memory index, not Badger; two
+		// memtables (one filling, one flushing) keep writes flowing while
+		// holding a third of the memory Badger's default five would.
+		WithNumMemtables(2).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		// The committer is the only writer, so there is nothing to conflict
