@@ -290,7 +290,7 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 	}
 }
 
-// execute runs a command for c: lookup, arity, authentication, routing,
+// exec runs a command for c: lookup, arity, authentication, routing,
 // then the handler. Errors become replies.
 func (c *client) exec(args [][]byte) {
 	s := c.srv
