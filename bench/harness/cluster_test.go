@@ -72,14 +72,8 @@ func TestParseClusterNodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := ParseClusterNodes(tc.in)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
-				}
+			if !wantErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !slices.EqualFunc(got, tc.want, func(a, b ClusterNode) bool {
 				return a.ID == b.ID && a.Addr == b.Addr && a.Slots == b.Slots && slices.Equal(a.Flags, b.Flags)
@@ -137,14 +131,8 @@ func TestCheckClusterView(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ids, err := CheckClusterView(tc.info, tc.nodes, tc.want)
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
-				}
+			if !wantErr(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !slices.Equal(ids, tc.wantIDs) {
 				t.Errorf("ids = %q, want %q", ids, tc.wantIDs)
