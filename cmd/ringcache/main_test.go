@@ -48,7 +48,10 @@ type node struct {
 func startNode(t *testing.T, bin string, port int, args ...string) *node {
 	t.Helper()
 	n := &node{port: port, log: &strings.Builder{}, done: make(chan error, 1)}
-	n.cmd = exec.Command(bin, append([]string{"--port", strconv.Itoa(port)}, args...)...)
+	// An explicit free gossip port: the default, port+10000, may be taken
+	// or beyond 65535 for a port the system picked.
+	base := []string{"--port", strconv.Itoa(port), "--cluster-port", strconv.Itoa(freePort(t))}
+	n.cmd = exec.Command(bin, append(base, args...)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
