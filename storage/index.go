@@ -2,7 +2,10 @@ package storage
 
 import (
 	"sync"
+	"sync/atomic"
 	"unsafe"
+
+	"github.com/zeebo/xxh3"
 )
 
 // frozenString views b as a string without copying. b must never change
@@ -22,6 +25,16 @@ func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // still fail, and always sees one that was acknowledged.
 type memIndex struct {
 	shards [indexShards]memShard
+	// digests holds each slot's digest: the XOR of recordHash over its
+	// live (non-tombstone) records. XOR makes it order-free and O(1) to
+	// update, so two nodes compare a slot's contents with eight bytes.
+	digests [SlotCount]atomic.Uint64
+}
+
+// recordHash is a record's contribution to its slot's digest: it changes
+// with the key and with the version, which names the state.
+func recordHash(bk string, version uint64) uint64 {
+	return xxh3.HashStringSeed(bk, version)
 }
 
 // indexShards spreads the index over locks and maps. Shards are chosen by
@@ -57,8 +70,20 @@ func (ix *memIndex) set(slot uint16, bk string, rec Record) {
 	if s.m == nil {
 		s.m = make(map[string]Record)
 	}
+	old, had := s.m[bk]
 	s.m[bk] = rec
 	s.mu.Unlock()
+	var d uint64
+	if had && !old.Tombstone {
+		d ^= recordHash(bk, old.Version)
+	}
+	if !rec.Tombstone {
+		d ^= recordHash(bk, rec.Version)
+	}
+	if d != 0 {
+		// Only the committer writes: a plain read-modify-write is safe.
+		ix.digests[slot].Store(ix.digests[slot].Load() ^ d)
+	}
 }
 
 // forgetTombstone removes bk if it is still the tombstone of version v.
@@ -82,6 +107,7 @@ func (ix *memIndex) dropSlot(slot uint16) {
 		}
 	}
 	s.mu.Unlock()
+	ix.digests[slot].Store(0)
 }
 
 // reset forgets every key.
@@ -91,6 +117,9 @@ func (ix *memIndex) reset() {
 		s.mu.Lock()
 		s.m = nil
 		s.mu.Unlock()
+	}
+	for i := range ix.digests {
+		ix.digests[i].Store(0)
 	}
 }
 

@@ -271,6 +271,39 @@ func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
 // and rec are valid only inside fn. The scan reads one consistent snapshot;
 // writes committed while it runs are not seen.
 func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Record) bool) error {
+	now := s.Now()
+	return s.scanSlot(slot, after, false, func(key []byte, rec Record) bool {
+		if !rec.liveAt(now) {
+			return true
+		}
+		return fn(key, rec)
+	})
+}
+
+// StreamSlot calls fn with every stored state of slot (tombstones and
+// expired records included, as replication ships them) in key order, from
+// one consistent snapshot, until fn returns false. The mutation's Key and
+// Rec.Value are valid only inside fn.
+func (s *Store) StreamSlot(slot uint16, fn func(m Mutation) bool) error {
+	return s.scanSlot(slot, nil, true, func(key []byte, rec Record) bool {
+		return fn(Mutation{Slot: slot, Key: key, Rec: rec})
+	})
+}
+
+// SlotDigest is a digest of a slot's stored states: equal digests mean
+// (barring a 64-bit collision) the same live keys at the same versions.
+// Tombstones do not count, so a tombstone and nothing compare equal. It is
+// O(1).
+func (s *Store) SlotDigest(slot uint16) uint64 {
+	if slot >= SlotCount {
+		return 0
+	}
+	return s.index.digests[slot].Load()
+}
+
+// scanSlot is ScanSlot and StreamSlot: it visits the records of a slot
+// after a key, skipping tombstones unless withTombstones.
+func (s *Store) scanSlot(slot uint16, after []byte, withTombstones bool, fn func(key []byte, rec Record) bool) error {
 	if !s.gate.enter() {
 		return ErrClosed
 	}
@@ -287,7 +320,6 @@ func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Reco
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix[:]})
 	defer it.Close()
 
-	now := s.Now()
 	cont := true
 	var key []byte // the current user key, for visit
 	visit := func(v []byte) error {
@@ -296,9 +328,10 @@ func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Reco
 			return err
 		}
 		rec := Record{Value: payload, ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
-		if rec.liveAt(now) {
-			cont = fn(key, rec)
+		if rec.Tombstone {
+			rec.Value = nil
 		}
+		cont = fn(key, rec)
 		return nil
 	}
 	for it.Seek(appendDataKey(nil, slot, after)); cont && it.Valid(); it.Next() {
@@ -307,7 +340,7 @@ func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Reco
 		if after != nil && bytes.Equal(key, after) {
 			continue
 		}
-		if item.UserMeta()&flagTombstone != 0 {
+		if !withTombstones && item.UserMeta()&flagTombstone != 0 {
 			continue
 		}
 		if err := item.Value(visit); err != nil {
