@@ -72,6 +72,9 @@ type Config struct {
 	SecretKey   string        // shared secret: gossip is encrypted and authenticated with a key derived from it
 	VNodes      int           // ring tokens per node
 	Replicas    int           // replication factor (preference list length)
+	// GracePeriod is how long a dead node keeps its place on the ring, so
+	// that a restart is a catch-up rather than a reshuffle.
+	GracePeriod time.Duration
 
 	// Failure detection, as memberlist's: loopback-friendly defaults.
 	ProbeInterval  time.Duration
@@ -88,7 +91,8 @@ func DefaultConfig() Config {
 		BindIP:      "127.0.0.1",
 		JoinTimeout: 60 * time.Second,
 		VNodes:      DefaultVNodes,
-		Replicas:    1,
+		Replicas:    2,
+		GracePeriod: 60 * time.Second,
 		// Slack enough that a busy node is not declared dead (a flapping
 		// member reshuffles slots); a dead node is still out in ~2-3 s.
 		ProbeInterval:  time.Second,
@@ -147,8 +151,16 @@ type Cluster struct {
 	metaMu sync.Mutex
 	meta   []byte // encoded self metadata, served to memberlist
 
-	ring  atomic.Pointer[Ring]
-	epoch atomic.Uint64 // bumped whenever the ring changes
+	placement atomic.Pointer[Placement]
+	epoch     atomic.Uint64 // bumped whenever the placement changes
+
+	evMu   sync.Mutex
+	events []memberEvent // posted by the delegates, consumed by the loop
+
+	// Owned by the loop goroutine.
+	nodes      map[string]*nodeRecord
+	fp         string
+	graceTimer *time.Timer
 
 	changed chan struct{} // membership changed; coalesced
 	stop    chan struct{}
@@ -182,8 +194,17 @@ func Start(cfg Config) (*Cluster, error) {
 		changed: make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		nodes:   map[string]*nodeRecord{},
+
+		graceTimer: time.NewTimer(time.Hour),
 	}
-	c.self = Meta{ID: cfg.NodeID, Addr: net.JoinHostPort(announce, strconv.Itoa(cfg.RESPPort)), Bus: cfg.GossipPort, State: StateActive, Version: uint64(time.Now().UnixNano())}
+	// A node that joins others starts pending: it becomes active (a
+	// primary) once it holds its slots. A node on its own is the cluster.
+	state := StateActive
+	if len(cfg.Join) > 0 {
+		state = StateJoining
+	}
+	c.self = Meta{ID: cfg.NodeID, Addr: net.JoinHostPort(announce, strconv.Itoa(cfg.RESPPort)), Bus: cfg.GossipPort, State: state, Version: uint64(time.Now().UnixNano())}
 	c.encodeMeta()
 
 	mc := memberlist.DefaultLocalConfig()
@@ -274,8 +295,15 @@ func announceIP(announce, bind string) (string, error) {
 	return "127.0.0.1", nil
 }
 
-// Ring is the current ring. It never returns nil.
-func (c *Cluster) Ring() *Ring { return c.ring.Load() }
+// Ring is the current slot map: each range's primary, then its replicas.
+// It never returns nil.
+func (c *Cluster) Ring() *Ring { return c.placement.Load().Ring() }
+
+// Placement is the current placement. It never returns nil.
+func (c *Cluster) Placement() *Placement { return c.placement.Load() }
+
+// Config is the configuration the cluster runs with.
+func (c *Cluster) Config() Config { return c.cfg }
 
 // Self is this node's metadata.
 func (c *Cluster) Self() Meta {
@@ -366,44 +394,115 @@ func (c *Cluster) notify() {
 	}
 }
 
-// loop owns ring changes: every membership event ends up here, one at a
-// time, and the ring is recomputed from the member set as it is now.
+// loop owns placement changes: every membership event ends up here, one
+// at a time, and the placement is recomputed from the node table.
 func (c *Cluster) loop() {
 	defer close(c.done)
+	defer c.graceTimer.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-c.changed:
-			c.rebuild()
+		case <-c.graceTimer.C:
 		}
+		c.rebuild()
 	}
 }
 
-// rebuild computes the ring from the alive members and publishes it if it
-// changed.
+// memberEvent is a membership change posted by a delegate.
+type memberEvent struct {
+	name  string
+	meta  []byte
+	alive bool
+	left  bool // left on purpose, rather than failed
+}
+
+func (c *Cluster) post(e memberEvent) {
+	c.evMu.Lock()
+	c.events = append(c.events, e)
+	c.evMu.Unlock()
+	c.notify()
+}
+
+// rebuild applies the posted events and expired grace periods to the node
+// table, and publishes a new placement if anything changed.
 func (c *Cluster) rebuild() {
-	var members []Member
-	for _, m := range c.Members() {
-		if m.State == StateActive {
-			members = append(members, Member{ID: m.ID, Addr: m.Addr})
+	c.evMu.Lock()
+	evs := c.events
+	c.events = nil
+	c.evMu.Unlock()
+	now := time.Now()
+	self := c.Self()
+	for _, e := range evs {
+		if e.name == self.ID {
+			continue
+		}
+		n := c.nodes[e.name]
+		switch {
+		case e.alive:
+			var m Meta
+			if err := json.Unmarshal(e.meta, &m); err != nil || m.ID != e.name || !nodeIDPattern.MatchString(m.ID) {
+				continue
+			}
+			if n == nil {
+				n = &nodeRecord{}
+				c.nodes[e.name] = n
+			}
+			n.meta, n.alive = m, true
+		case n == nil:
+		case e.left || !n.wasActive:
+			// A node that left on purpose handed its slots over; one that
+			// never served holds nothing the others lack.
+			delete(c.nodes, e.name)
+			c.log.Info("node left", "node", e.name[:8], "addr", n.meta.Addr)
+		default:
+			n.alive, n.deadSince = false, now
+			c.log.Warn("node failed; its replicas take over its slots", "node", e.name[:8], "addr", n.meta.Addr, "grace", c.cfg.GracePeriod)
 		}
 	}
-	if c.ml == nil || len(members) == 0 {
-		self := c.Self()
-		members = []Member{{ID: self.ID, Addr: self.Addr}}
+	c.nodes[self.ID] = &nodeRecord{meta: self, alive: true, wasActive: c.nodes[self.ID] != nil && c.nodes[self.ID].wasActive}
+
+	var next time.Duration
+	list := make([]*nodeRecord, 0, len(c.nodes))
+	for id, n := range c.nodes {
+		if n.alive && (n.meta.State == StateActive || n.meta.State == StateLeaving) {
+			n.wasActive = true
+		}
+		if !n.alive {
+			left := c.cfg.GracePeriod - now.Sub(n.deadSince)
+			if left <= 0 {
+				delete(c.nodes, id)
+				c.log.Warn("grace period over: node dropped from the ring; its copies are rebuilt elsewhere", "node", id[:8], "addr", n.meta.Addr)
+				continue
+			}
+			if next == 0 || left < next {
+				next = left
+			}
+		}
+		list = append(list, n)
 	}
-	next := NewRing(members, c.cfg.VNodes, c.cfg.Replicas)
-	if old := c.ring.Load(); old != nil && slices.Equal(old.Members(), next.Members()) {
+	if next > 0 {
+		c.graceTimer.Reset(next + 10*time.Millisecond)
+	}
+	slices.SortFunc(list, func(a, b *nodeRecord) int { return strings.Compare(a.meta.ID, b.meta.ID) })
+	fp := fingerprint(list)
+	if fp == c.fp && c.placement.Load() != nil {
 		return
 	}
-	c.ring.Store(next)
+	c.fp = fp
 	epoch := c.epoch.Add(1)
-	ids := make([]string, len(members))
-	for i, m := range members {
-		ids[i] = m.ID[:8] + "@" + m.Addr
+	p := newPlacement(list, c.cfg.VNodes, c.cfg.Replicas, epoch)
+	c.placement.Store(p)
+	ids := make([]string, 0, len(list))
+	for _, n := range list {
+		desc := n.meta.ID[:8] + "@" + n.meta.Addr + ":" + n.meta.State.String()
+		if !n.alive {
+			desc += ":dead"
+		}
+		ids = append(ids, desc)
 	}
-	c.log.Info("ring changed", "epoch", epoch, "members", ids)
+	c.log.Info("placement changed", "epoch", epoch, "nodes", ids)
 	c.subMu.Lock()
 	for _, ch := range c.subs {
 		select {
@@ -438,9 +537,17 @@ type eventDelegate struct{ c *Cluster }
 
 var _ memberlist.EventDelegate = (*eventDelegate)(nil)
 
-func (e *eventDelegate) NotifyJoin(*memberlist.Node)   { e.c.notify() }
-func (e *eventDelegate) NotifyLeave(*memberlist.Node)  { e.c.notify() }
-func (e *eventDelegate) NotifyUpdate(*memberlist.Node) { e.c.notify() }
+func (e *eventDelegate) NotifyJoin(n *memberlist.Node) {
+	e.c.post(memberEvent{name: n.Name, meta: bytes.Clone(n.Meta), alive: true})
+}
+
+func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) {
+	e.c.post(memberEvent{name: n.Name, meta: bytes.Clone(n.Meta), alive: true})
+}
+
+func (e *eventDelegate) NotifyLeave(n *memberlist.Node) {
+	e.c.post(memberEvent{name: n.Name, left: n.State == memberlist.StateLeft})
+}
 
 // slogWriter forwards memberlist's log lines ("[LEVEL] memberlist: ...")
 // to slog at the matching level.

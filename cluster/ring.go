@@ -192,7 +192,11 @@ func (r *Ring) Owner(slot uint16) Member {
 	if r.Empty() {
 		return Member{}
 	}
-	return r.ranges[r.slotRange[slot]].Nodes[0]
+	nodes := r.ranges[r.slotRange[slot]].Nodes
+	if len(nodes) == 0 {
+		return Member{}
+	}
+	return nodes[0]
 }
 
 // Preference returns the preference list of slot (which must be below
@@ -235,7 +239,7 @@ func (r *Ring) PrimarySlots(id string) []SlotRange {
 	}
 	var out []SlotRange
 	for _, sr := range r.ranges {
-		if sr.Nodes[0].ID == id {
+		if len(sr.Nodes) > 0 && sr.Nodes[0].ID == id {
 			out = append(out, sr)
 		}
 	}
@@ -267,4 +271,31 @@ func sameMembers(list, ms []Member, idxs []uint32) bool {
 		}
 	}
 	return true
+}
+
+// ringFromLists builds a Ring whose node list for each slot is list(slot)
+// (primary first; empty for a slot nobody serves), merging consecutive
+// equal lists into ranges. list may reuse its result's backing array
+// between calls: the lists are copied.
+func ringFromLists(members []Member, list func(slot uint16) []Member) *Ring {
+	ms := slices.Clone(members)
+	slices.SortFunc(ms, func(a, b Member) int {
+		return cmp.Or(cmp.Compare(a.ID, b.ID), cmp.Compare(a.Addr, b.Addr))
+	})
+	ms = slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
+	r := &Ring{members: ms, slotRange: make([]uint16, SlotCount)}
+	if len(ms) == 0 {
+		return r
+	}
+	for s := range SlotCount {
+		l := list(uint16(s))
+		if n := len(r.ranges); n > 0 && slices.Equal(r.ranges[n-1].Nodes, l) {
+			r.ranges[n-1].End = uint16(s)
+		} else {
+			r.ranges = append(r.ranges, SlotRange{Start: uint16(s), End: uint16(s), Nodes: slices.Clone(l)})
+		}
+		r.slotRange[s] = uint16(len(r.ranges) - 1)
+	}
+	r.ranges = slices.Clip(r.ranges)
+	return r
 }

@@ -44,8 +44,9 @@ func waitCmd(ctx *Ctx) (resp.Value, error) {
 	if t < 0 {
 		return resp.Value{}, resp.Error("ERR timeout is negative")
 	}
-	// Writes are acknowledged only once committed; there are no replicas yet.
-	return resp.Int(0), nil
+	// Writes are acknowledged only once the in-sync replicas hold them, so
+	// there is nothing to wait for: the count is known.
+	return resp.Int(int64(ctx.c.replicaAcks)), nil
 }
 
 // INFO [section ...]
@@ -145,10 +146,7 @@ func (s *Server) infoSections() []infoSection {
 			{"keyspace_misses", i(totals[2])},
 			{"total_error_replies", i(totals[3])},
 		}},
-		{"Replication", [][2]string{
-			{"role", "master"},
-			{"connected_slaves", "0"},
-		}},
+		{"Replication", s.replicationInfo()},
 		{"CPU", [][2]string{
 			{"used_cpu_sys", fmt.Sprintf("%.6f", tvSeconds(ru.Stime))},
 			{"used_cpu_user", fmt.Sprintf("%.6f", tvSeconds(ru.Utime))},
@@ -305,3 +303,10 @@ func parseMemory(s string) (int64, error) {
 
 // ParseMemory is parseMemory for cmd/ringcache's flags.
 func ParseMemory(s string) (int64, error) { return parseMemory(s) }
+
+func (s *Server) replicationInfo() [][2]string {
+	if s.repl == nil {
+		return [][2]string{{"role", "master"}, {"connected_slaves", "0"}}
+	}
+	return s.repl.Info()
+}

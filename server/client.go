@@ -27,6 +27,17 @@ type client struct {
 	quit   bool
 	ctx    Ctx
 
+	// readonly is set by READONLY: reads of slots this node replicates are
+	// served here instead of redirected.
+	readonly bool
+	// peer marks a connection from another node (after the handshake);
+	// nonce is the handshake's challenge.
+	peer  bool
+	nonce string
+	// replicaAcks is how many replicas acknowledged this connection's last
+	// write, for WAIT.
+	replicaAcks int
+
 	mu      sync.Mutex // guards name, libName, libVer
 	name    string
 	libName string
@@ -122,6 +133,11 @@ func (c *client) flushWrites() {
 	}
 	p := c.srv.store.Submit(c.writes...)
 	err := p.Wait()
+	if err == nil && c.srv.repl != nil && !c.peer {
+		if muts := p.Mutations(); len(muts) > 0 {
+			c.replicaAcks, err = c.srv.repl.Replicate(muts)
+		}
+	}
 	clear(c.writes)
 	c.writes = c.writes[:0]
 	for i, r := range c.replies {

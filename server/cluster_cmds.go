@@ -24,6 +24,12 @@ func clusterCommands() []*Command {
 	return []*Command{{Name: "cluster", Arity: -2, Flags: FlagKeyless | FlagLoading | FlagStale, ACL: []string{"@admin"}, Read: clusterCmd}}
 }
 
+// Redirect-like errors clients retry on.
+var (
+	errClusterDown = resp.Error("CLUSTERDOWN Hash slot not served")
+	errTryAgain    = resp.Error("TRYAGAIN Slot is being taken over after a failover, try again")
+)
+
 // moved is the redirect to the owner of slot.
 func moved(slot uint16, addr string) error {
 	return resp.Error("MOVED " + strconv.Itoa(int(slot)) + " " + addr)
@@ -126,6 +132,9 @@ func splitAddr(addr string) (string, int) {
 func clusterSlots(r *cluster.Ring) resp.Value {
 	var out []resp.Value
 	for _, rg := range r.Ranges() {
+		if len(rg.Nodes) == 0 {
+			continue // Not served: Redis leaves such slots out.
+		}
 		entry := []resp.Value{resp.Int(int64(rg.Start)), resp.Int(int64(rg.End))}
 		for _, m := range rg.Nodes {
 			ip, port := splitAddr(m.Addr)
@@ -170,19 +179,25 @@ func clusterNodes(topo Topology) string {
 	r := topo.Ring()
 	self := topo.Self()
 	bus := map[string]int{}
+	alive := map[string]bool{}
 	for _, m := range topo.Members() {
 		bus[m.ID] = m.Bus
+		alive[m.ID] = true
 	}
 	var sb strings.Builder
 	for i, m := range r.Members() {
 		// Config epochs must be distinct per master and the same on every
 		// node: the member's rank on the ring is both.
 		epoch := i + 1
-		flags := "master"
-		if m.ID == self.ID {
+		flags, link := "master", "connected"
+		switch {
+		case m.ID == self.ID:
 			flags = "myself,master"
+		case !alive[m.ID]:
+			// Failed, and kept on the ring for its grace period.
+			flags, link = "master,fail", "disconnected"
 		}
-		fmt.Fprintf(&sb, "%s %s@%d %s - 0 0 %d connected", m.ID, m.Addr, bus[m.ID], flags, epoch)
+		fmt.Fprintf(&sb, "%s %s@%d %s - 0 0 %d %s", m.ID, m.Addr, bus[m.ID], flags, epoch, link)
 		for _, rg := range r.PrimarySlots(m.ID) {
 			if rg.Start == rg.End {
 				fmt.Fprintf(&sb, " %d", rg.Start)
@@ -207,9 +222,15 @@ func myEpoch(r *cluster.Ring, id string) int {
 
 func clusterInfo(topo Topology) string {
 	r := topo.Ring()
-	state, assigned := "ok", cluster.SlotCount
-	if r.Empty() {
-		state, assigned = "fail", 0
+	assigned := 0
+	for _, rg := range r.Ranges() {
+		if len(rg.Nodes) > 0 {
+			assigned += int(rg.End-rg.Start) + 1
+		}
+	}
+	state := "ok"
+	if assigned < cluster.SlotCount {
+		state = "fail"
 	}
 	n := r.Len()
 	lines := []string{

@@ -64,8 +64,10 @@ func TestClusterTopologyReplies(t *testing.T) {
 		if s.Start != next || s.End < s.Start {
 			t.Fatalf("CLUSTER SLOTS range %d-%d after slot %d", s.Start, s.End, next-1)
 		}
-		if len(s.Nodes) != 1 || len(s.Nodes[0].ID) != 40 {
-			t.Fatalf("range %d-%d nodes %+v", s.Start, s.End, s.Nodes)
+		// The primary, then RF-1 replicas, all distinct.
+		rf := c.Nodes[0].ClusterConfig.Replicas
+		if len(s.Nodes) != rf || len(s.Nodes[0].ID) != 40 || s.Nodes[0].ID == s.Nodes[rf-1].ID {
+			t.Fatalf("range %d-%d nodes %+v, want %d", s.Start, s.End, s.Nodes, rf)
 		}
 		for slot := s.Start; slot <= s.End; slot++ {
 			owner[slot] = s.Nodes[0].Addr
@@ -169,7 +171,8 @@ func TestClusterClient(t *testing.T) {
 					t.Fatalf("key:%d = %q", i, g.Val())
 				}
 			}
-			// Every node holds a share of the keys, and only its own.
+			// Every node holds a share of the keys, and each key is on
+			// exactly RF nodes.
 			var total int64
 			for _, n := range c.Nodes {
 				size := n.Store.Len()
@@ -178,8 +181,8 @@ func TestClusterClient(t *testing.T) {
 				}
 				total += size
 			}
-			if total != keys {
-				t.Errorf("nodes hold %d keys in all, want %d", total, keys)
+			if rf := int64(c.Nodes[0].ClusterConfig.Replicas); total != keys*rf {
+				t.Errorf("nodes hold %d keys in all, want %d (RF %d)", total, keys*rf, rf)
 			}
 			if err := rdb.MSet(ctx, "{user:1}:name", "ann", "{user:1}:age", "33").Err(); err != nil {
 				t.Fatal(err)

@@ -22,6 +22,7 @@ const (
 	FlagNoScript                  // not allowed from scripts
 	FlagDenyOOM                   // may grow memory
 	FlagKeyless                   // takes no keys (KEYS/SCAN/DBSIZE are per node)
+	FlagInternal                  // node-to-node only: refused to ordinary clients
 )
 
 var flagNames = []struct {

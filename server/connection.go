@@ -32,13 +32,25 @@ func connectionCommands() []*Command {
 		c("client", -2, 0, clientCmd),
 		// Cluster clients send these at connect or before retries; with
 		// every slot served by its primary they only need to succeed.
-		c("readonly", 1, FlagFast, okCmd),
-		c("readwrite", 1, FlagFast, okCmd),
+		c("readonly", 1, FlagFast, readonlyCmd),
+		c("readwrite", 1, FlagFast, readwriteCmd),
 		c("asking", 1, FlagFast, okCmd),
 	}
 }
 
 func okCmd(*Ctx) (resp.Value, error) { return resp.OK, nil }
+
+// READONLY: reads of the slots this node replicates are served here.
+func readonlyCmd(ctx *Ctx) (resp.Value, error) {
+	ctx.c.readonly = true
+	return resp.OK, nil
+}
+
+// READWRITE: back to redirecting every command to the primary.
+func readwriteCmd(ctx *Ctx) (resp.Value, error) {
+	ctx.c.readonly = false
+	return resp.OK, nil
+}
 
 // PING [message]
 func pingCmd(ctx *Ctx) (resp.Value, error) {

@@ -29,6 +29,7 @@ type Server struct {
 	store  *storage.Store
 	table  Table
 	topo   Topology
+	repl   *cluster.Replicator // nil for a node without a cluster
 	selfID string
 
 	// Settings that CONFIG SET may change while clients run.
@@ -131,7 +132,7 @@ func New(cfg Config, store *storage.Store) (*Server, error) {
 	s.requirePass.Store(&cfg.RequirePass)
 	s.maxClients.Store(int64(cfg.MaxClients))
 	s.protoMaxBulkLen.Store(cfg.ProtoMaxBulkLen)
-	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), clusterCommands())
+	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), clusterCommands(), peerCommands())
 	return s, nil
 }
 
@@ -160,6 +161,10 @@ func (s *Server) Addr() *net.TCPAddr { return s.ln.Addr().(*net.TCPAddr) }
 // SetTopology sets the cluster the node serves in. Call it between Listen
 // (which fixes the port the cluster announces) and Serve.
 func (s *Server) SetTopology(t Topology) { s.topo = t }
+
+// SetReplicator makes the node replicate its writes and route by the
+// replicator's placement. Call it before Serve.
+func (s *Server) SetReplicator(r *cluster.Replicator) { s.repl = r }
 
 // ensureTopology makes a node without a cluster a cluster of one that owns
 // every slot.
@@ -301,6 +306,10 @@ func (c *client) exec(args [][]byte) {
 		return
 	}
 	c.lastCmd.Store(cmd)
+	if cmd.Flags&FlagInternal != 0 && !c.peer && cmd.Name != cluster.PeerCommand {
+		c.reply(resp.Value{}, errNotPeer)
+		return
+	}
 	if !arityOK(cmd.Arity, len(args)) {
 		c.reply(resp.Value{}, resp.ErrArity(cmd.Name))
 		return
@@ -309,7 +318,7 @@ func (c *client) exec(args [][]byte) {
 		c.reply(resp.Value{}, resp.ErrNoAuth)
 		return
 	}
-	slot, err := s.route(cmd, args)
+	slot, err := s.route(c, cmd, args)
 	if err != nil {
 		c.reply(resp.Value{}, err)
 		return
@@ -317,6 +326,12 @@ func (c *client) exec(args [][]byte) {
 	ctx := &c.ctx
 	*ctx = Ctx{srv: s, c: c, cmd: cmd, Args: args, Slot: slot}
 	if cmd.Write != nil {
+		if s.repl != nil && cmd.Flags&FlagKeyless == 0 {
+			if err := s.repl.CheckWrite(slot); err != nil {
+				c.reply(resp.Value{}, err)
+				return
+			}
+		}
 		fn, err := cmd.Write(ctx)
 		if err != nil {
 			c.reply(resp.Value{}, err)
@@ -332,8 +347,9 @@ func (c *client) exec(args [][]byte) {
 }
 
 // route finds the single slot of a command's keys (CROSSSLOT if they span
-// several) and redirects to the slot's owner when that is another node.
-func (s *Server) route(cmd *Command, args [][]byte) (slot uint16, err error) {
+// several) and redirects to the slot's primary when that is another node
+// (a replica serves reads itself to a READONLY client).
+func (s *Server) route(c *client, cmd *Command, args [][]byte) (slot uint16, err error) {
 	first := true
 	cmd.keyPositions(args, func(i int) {
 		ks := cluster.KeySlot(args[i])
@@ -346,6 +362,20 @@ func (s *Server) route(cmd *Command, args [][]byte) (slot uint16, err error) {
 	})
 	if err != nil || first {
 		return slot, err
+	}
+	if s.repl != nil {
+		primary, ok, tryAgain, down := s.repl.Route(slot)
+		switch {
+		case ok:
+			return slot, nil
+		case down:
+			return slot, errClusterDown
+		case tryAgain:
+			return slot, errTryAgain
+		case c.readonly && cmd.Write == nil && s.repl.HoldsSlot(slot):
+			return slot, nil
+		}
+		return slot, moved(slot, primary.Addr)
 	}
 	if owner := s.topo.Ring().Owner(slot); owner.ID != s.selfID {
 		return slot, moved(slot, owner.Addr)

@@ -74,6 +74,14 @@ func run(args []string) error {
 	fs.DurationVar(&cc.ProbeTimeout, "probe-timeout", cc.ProbeTimeout, "failure detection: how long to wait for a probe's ack")
 	fs.DurationVar(&cc.GossipInterval, "gossip-interval", cc.GossipInterval, "interval between gossip rounds")
 	fs.IntVar(&cc.SuspicionMult, "suspicion-mult", cc.SuspicionMult, "failure detection: suspicion timeout multiplier")
+	fs.IntVar(&cc.Replicas, "replication-factor", cc.Replicas, "copies of every key (the primary and RF-1 replicas)")
+	fs.DurationVar(&cc.GracePeriod, "grace-period", cc.GracePeriod, "how long a failed node keeps its place on the ring (a restart within it is a catch-up)")
+	rc := cluster.DefaultReplConfig()
+	fs.IntVar(&rc.MinReplicas, "min-replicas", 0, "refuse writes (NOREPLICAS) to slots with fewer in-sync replicas than this, as Redis's min-replicas-to-write")
+	fs.DurationVar(&rc.Timeout, "repl-timeout", rc.Timeout, "a replica that does not acknowledge a write within this leaves the in-sync set")
+	fs.Var(memFlag{&rc.SyncRate}, "sync-rate", "bytes per second for catch-up and handoff streams (0: unlimited)")
+	fs.DurationVar(&rc.AntiEntropyInterval, "anti-entropy-interval", rc.AntiEntropyInterval, "how often primaries compare slot digests with their in-sync replicas")
+	leaveTimeout := fs.Duration("leave-timeout", 2*time.Minute, "on SIGTERM, how long to wait for the new owners to take this node's slots before exiting anyway")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); empty: off")
 	fs.Usage = func() {
@@ -101,6 +109,12 @@ func run(args []string) error {
 	sto.Logger = log
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if cc.Replicas < 1 || cc.Replicas > 16 {
+		return fmt.Errorf("--replication-factor %d: must be 1..16", cc.Replicas)
+	}
+	if rc.MinReplicas < 0 || rc.MinReplicas >= cc.Replicas && rc.MinReplicas > 0 {
+		return fmt.Errorf("--min-replicas %d: must be below --replication-factor %d", rc.MinReplicas, cc.Replicas)
 	}
 
 	store, err := storage.Open(sto)
@@ -144,6 +158,8 @@ func run(args []string) error {
 		return err
 	}
 	srv.SetTopology(clu)
+	repl := cluster.NewReplicator(clu, store, rc)
+	srv.SetReplicator(repl)
 	if *pprofAddr != "" {
 		go func() {
 			log.Info("pprof listening", "addr", *pprofAddr)
@@ -157,7 +173,12 @@ func run(args []string) error {
 	defer stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
-	log.Info("ringcache ready", "addr", srv.Addr().String(), "gossip_port", clu.GossipPort(), "node_id", cc.NodeID, "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len())
+	log.Info("ringcache ready", "addr", srv.Addr().String(), "gossip_port", clu.GossipPort(), "node_id", cc.NodeID, "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len(), "replication_factor", cc.Replicas)
+	go func() {
+		if err := repl.Join(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("join", "err", err)
+		}
+	}()
 
 	select {
 	case <-ctx.Done():
@@ -165,12 +186,19 @@ func run(args []string) error {
 	case err := <-serveErr:
 		log.Error("server stopped", "err", err)
 	}
-	// Say goodbye first, so the others drop this node from the ring at once
-	// instead of after failure detection.
+	// Hand the slots over while still serving (writes keep replicating to
+	// the new owners), then say goodbye, so the others drop this node from
+	// the ring at once instead of after failure detection.
+	leaveCtx, cancel := context.WithTimeout(context.Background(), *leaveTimeout)
+	if err := repl.Leave(leaveCtx); err != nil {
+		log.Warn("handoff incomplete; leaving anyway", "err", err)
+	}
+	cancel()
 	if err := clu.Leave(2 * time.Second); err != nil {
 		log.Warn("leave", "err", err)
 	}
 	srvErr := srv.Close()
+	repl.Close()
 	clu.Shutdown()
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close storage: %w", err)

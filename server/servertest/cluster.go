@@ -33,6 +33,8 @@ func FastGossip() cluster.Config {
 	cc.GossipInterval = 30 * time.Millisecond
 	cc.SuspicionMult = 4
 	cc.JoinTimeout = 10 * time.Second
+	// Short, so that tests of a dead node see the ring without it soon.
+	cc.GracePeriod = 2 * time.Second
 	cc.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return cc
 }
@@ -111,8 +113,8 @@ func (c *Cluster) Leave(n *Node) {
 	n.Close()
 }
 
-// Converged reports whether every alive node's ring has exactly the alive
-// nodes as members.
+// Converged reports whether every alive node is active and its ring has
+// exactly the alive nodes as members.
 func (c *Cluster) Converged() bool {
 	var want []string
 	alive := c.Alive()
@@ -121,6 +123,13 @@ func (c *Cluster) Converged() bool {
 	}
 	slices.Sort(want)
 	for _, n := range alive {
+		p := n.Cluster.Placement()
+		for _, m := range alive {
+			id := m.Cluster.Self().ID
+			if !p.Alive(id) || p.State(id) != cluster.StateActive {
+				return false
+			}
+		}
 		var got []string
 		for _, m := range n.Cluster.Ring().Members() {
 			got = append(got, m.ID)

@@ -30,7 +30,11 @@ type Node struct {
 	Cluster *cluster.Cluster
 	// ClusterConfig is the membership configuration it started with.
 	ClusterConfig cluster.Config
-	closed        bool
+	// Replicator replicates the node's writes, for nodes of a test cluster.
+	Replicator *cluster.Replicator
+	// ReplConfig is the replication configuration it starts with.
+	ReplConfig cluster.ReplConfig
+	closed     bool
 }
 
 // Option adjusts a node's configuration before it starts.
@@ -109,6 +113,9 @@ func (n *Node) startErr() error {
 		}
 		n.Cluster = clu
 		srv.SetTopology(clu)
+		n.Replicator = cluster.NewReplicator(clu, st, n.ReplConfig)
+		srv.SetReplicator(n.Replicator)
+		go n.Replicator.Join(context.Background())
 	}
 	if err := srv.Start(); err != nil {
 		st.Close()
@@ -128,6 +135,7 @@ func (n *Node) Close() {
 	}
 	n.closed = true
 	if n.Cluster != nil {
+		n.Replicator.Close()
 		n.Cluster.Shutdown()
 	}
 	if err := n.Server.Close(); err != nil {

@@ -1,0 +1,631 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringcache/ringcache/resp"
+	"github.com/ringcache/ringcache/storage"
+)
+
+// ErrNoReplicas is Redis's refusal when too few replicas are in sync.
+var ErrNoReplicas = resp.Error("NOREPLICAS Not enough good replicas to write.")
+
+// ReplConfig configures replication, repair and handoff.
+type ReplConfig struct {
+	// MinReplicas is Redis's min-replicas-to-write: a primary with fewer
+	// in-sync replicas for a slot refuses writes to it.
+	MinReplicas int
+	// Timeout is how long a primary waits for a replica's ack before the
+	// replica leaves the in-sync set (and the write is acknowledged
+	// without it).
+	Timeout time.Duration
+	// SyncRate bounds catch-up and handoff streaming, in bytes a second
+	// (0: unlimited).
+	SyncRate int64
+	// AntiEntropyInterval is the period of the background comparison of
+	// slot digests with in-sync replicas.
+	AntiEntropyInterval time.Duration
+	// DropDelay is how long the placement must stay unchanged before a
+	// node drops the slots it no longer holds.
+	DropDelay time.Duration
+}
+
+// DefaultReplConfig returns the defaults.
+func DefaultReplConfig() ReplConfig {
+	return ReplConfig{
+		Timeout:             time.Second,
+		SyncRate:            64 << 20,
+		AntiEntropyInterval: 30 * time.Second,
+		DropDelay:           10 * time.Second,
+	}
+}
+
+// Replicator runs this node's side of replication: it ships every write to
+// the in-sync replicas of its slot and waits for them, keeps replicas in
+// sync (repair), merges a slot's copies before serving it after a
+// failover (takeover), and moves this node through joining and leaving.
+type Replicator struct {
+	c     *Cluster
+	store *storage.Store
+	cfg   ReplConfig
+	log   *slog.Logger
+	self  string
+	key   string
+
+	mu    sync.Mutex
+	links map[string]*link
+
+	// takingOver marks slots this node has just become primary of and is
+	// still merging from the other holders: they answer TRYAGAIN.
+	takingOver [SlotCount]atomic.Bool
+	// primaryOf marks the slots this node is primary of, as of the last
+	// placement the watcher saw.
+	primaryOf [SlotCount]atomic.Bool
+
+	kickCh chan struct{}
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	stats struct {
+		repairedKeys, pushedSlots, pulledSlots, takeovers atomic.Int64
+		acked, timeouts                                   atomic.Int64
+	}
+}
+
+// NewReplicator starts replication for the node of c, storing in store.
+func NewReplicator(c *Cluster, store *storage.Store, cfg ReplConfig) *Replicator {
+	def := DefaultReplConfig()
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = def.Timeout
+	}
+	if cfg.AntiEntropyInterval <= 0 {
+		cfg.AntiEntropyInterval = def.AntiEntropyInterval
+	}
+	if cfg.DropDelay <= 0 {
+		cfg.DropDelay = def.DropDelay
+	}
+	r := &Replicator{
+		c:      c,
+		store:  store,
+		cfg:    cfg,
+		log:    c.log.With("component", "replication"),
+		self:   c.cfg.NodeID,
+		key:    c.cfg.SecretKey,
+		links:  map[string]*link{},
+		kickCh: make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+	}
+	r.watch(c.Placement()) // Slots owned from the start need no takeover.
+	sub := c.Subscribe()
+	r.wg.Add(2)
+	go r.watcher(sub)
+	go r.repairLoop()
+	return r
+}
+
+// Close stops replication: links close, loops exit.
+func (r *Replicator) Close() {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	r.wg.Wait()
+	r.mu.Lock()
+	for _, l := range r.links {
+		l.close()
+	}
+	r.mu.Unlock()
+}
+
+// Key is the cluster key peers prove they know.
+func (r *Replicator) Key() string { return r.key }
+
+func (r *Replicator) readTimeout() time.Duration { return max(30*time.Second, 10*r.cfg.Timeout) }
+
+func (r *Replicator) kick() {
+	select {
+	case r.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// linkTo returns the link to a member, creating it (or replacing it when
+// the member's address changed).
+func (r *Replicator) linkTo(m Member) *link {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.links[m.ID]
+	if l != nil && l.addr == m.Addr {
+		return l
+	}
+	if l != nil {
+		l.close()
+	}
+	l = newLink(r, m.ID, m.Addr)
+	r.links[m.ID] = l
+	return l
+}
+
+// existingLink returns the link to id, if there is one.
+func (r *Replicator) existingLink(id string) *link {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.links[id]
+}
+
+// Route says how this node answers for slot: ok when it is the primary and
+// ready; otherwise the primary to redirect to, tryAgain while it takes the
+// slot over, and down when nobody serves it.
+func (r *Replicator) Route(slot uint16) (primary Member, ok, tryAgain, down bool) {
+	p := r.c.Placement()
+	pm, has := p.Primary(slot)
+	switch {
+	case !has:
+		return Member{}, false, false, true
+	case pm.ID != r.self:
+		return pm, false, false, false
+	case r.takingOver[slot].Load():
+		return pm, false, true, false
+	}
+	return pm, true, false, false
+}
+
+// HoldsSlot reports whether this node holds a copy of slot (for replica
+// reads after READONLY).
+func (r *Replicator) HoldsSlot(slot uint16) bool {
+	p := r.c.Placement()
+	return p.Holds(r.self, slot) && p.State(r.self) != StateJoining
+}
+
+// CheckWrite refuses a write to slot when fewer than MinReplicas replicas
+// are in sync.
+func (r *Replicator) CheckWrite(slot uint16) error {
+	if r.cfg.MinReplicas <= 0 {
+		return nil
+	}
+	if r.inSyncCount(r.c.Placement(), slot) < r.cfg.MinReplicas {
+		return ErrNoReplicas
+	}
+	return nil
+}
+
+func (r *Replicator) inSyncCount(p *Placement, slot uint16) int {
+	n := 0
+	for _, m := range p.Replicas(slot) {
+		if l := r.existingLink(m.ID); l != nil && l.inSync(slot) {
+			n++
+		}
+	}
+	return n
+}
+
+// Replicate ships committed mutations to the replicas of their slots, as
+// one batch per replica, and waits for the in-sync ones (up to the
+// timeout; a late or failing replica leaves the in-sync set). It returns
+// the number of replicas that acknowledged every mutation of its slot
+// (the least over the slots), and ErrNoReplicas when that is below
+// MinReplicas.
+func (r *Replicator) Replicate(muts []storage.Mutation) (int, error) {
+	p := r.c.Placement()
+	type target struct {
+		l     *link
+		batch []byte
+		wait  bool
+		slots []uint16
+	}
+	var targets []*target
+	find := func(id string) *target {
+		for _, t := range targets {
+			if t.l.id == id {
+				return t
+			}
+		}
+		return nil
+	}
+	for _, m := range muts {
+		for _, rm := range p.Replicas(m.Slot) {
+			if rm.ID == r.self {
+				continue
+			}
+			t := find(rm.ID)
+			if t == nil {
+				t = &target{l: r.linkTo(rm)}
+				targets = append(targets, t)
+			}
+			t.batch = AppendMutation(t.batch, m)
+			if t.l.inSync(m.Slot) {
+				t.wait = true
+			}
+			if len(t.slots) == 0 || t.slots[len(t.slots)-1] != m.Slot {
+				t.slots = append(t.slots, m.Slot)
+			}
+		}
+	}
+	calls := make([]*call, len(targets))
+	for i, t := range targets {
+		calls[i] = t.l.send(&call{batch: t.batch})
+	}
+	ackedBy := map[string]bool{}
+	deadline := time.Now().Add(r.cfg.Timeout)
+	for i, t := range targets {
+		if !t.wait {
+			continue
+		}
+		_, err := calls[i].wait(time.Until(deadline))
+		if err != nil {
+			r.stats.timeouts.Add(1)
+			t.l.dropSync(fmt.Sprintf("replication failed: %v", err))
+			continue
+		}
+		ackedBy[t.l.id] = true
+	}
+	r.stats.acked.Add(1)
+	least := -1
+	for _, m := range muts {
+		n := 0
+		for _, rm := range p.Replicas(m.Slot) {
+			if ackedBy[rm.ID] {
+				n++
+			}
+		}
+		if least < 0 || n < least {
+			least = n
+		}
+	}
+	if least < 0 {
+		least = 0
+	}
+	if r.cfg.MinReplicas > 0 && least < r.cfg.MinReplicas {
+		return least, ErrNoReplicas
+	}
+	return least, nil
+}
+
+// watcher reacts to placement changes: it forgets sync marks of peers
+// that stopped replicating a slot, and takes over the slots this node has
+// become primary of.
+func (r *Replicator) watcher(sub <-chan struct{}) {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-sub:
+			r.watch(r.c.Placement())
+			r.kick()
+		}
+	}
+}
+
+func (r *Replicator) watch(p *Placement) {
+	var gained []uint16
+	for s := range SlotCount {
+		slot := uint16(s)
+		pm, ok := p.Primary(slot)
+		isPrimary := ok && pm.ID == r.self
+		if isPrimary && !r.primaryOf[s].Load() {
+			gained = append(gained, slot)
+		}
+		r.primaryOf[s].Store(isPrimary)
+	}
+	r.mu.Lock()
+	links := make([]*link, 0, len(r.links))
+	for _, l := range r.links {
+		links = append(links, l)
+	}
+	r.mu.Unlock()
+	for _, l := range links {
+		l.forget(func(slot uint16) bool {
+			return r.primaryOf[slot].Load() && slices.ContainsFunc(p.Replicas(slot), func(m Member) bool { return m.ID == l.id })
+		})
+	}
+	if len(gained) == 0 || p.Epoch <= 1 {
+		return
+	}
+	for _, s := range gained {
+		r.takingOver[s].Store(true)
+	}
+	r.stats.takeovers.Add(1)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.takeOver(p, gained)
+	}()
+}
+
+// takeOver makes sure this node holds every acknowledged write of slots
+// it has just become primary of, by merging in what every other holder of
+// them has, then lets the slots serve.
+func (r *Replicator) takeOver(p *Placement, slots []uint16) {
+	start := time.Now()
+	bySource := map[string][]uint16{}
+	members := map[string]Member{}
+	for _, s := range slots {
+		for _, m := range p.Replicas(s) {
+			bySource[m.ID] = append(bySource[m.ID], s)
+			members[m.ID] = m
+		}
+	}
+	var wg sync.WaitGroup
+	for id, ss := range bySource {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.pullDiffering(r.linkTo(members[id]), ss, 5*time.Second); err != nil {
+				r.log.Warn("takeover: could not merge from a holder", "peer", id[:8], "slots", len(ss), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range slots {
+		r.takingOver[s].Store(false)
+	}
+	r.log.Info("took slots over", "slots", len(slots), "sources", len(bySource), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// digests asks a peer for the digests of slots and returns the slots whose
+// digest differs from this node's.
+func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration) ([]uint16, uint64, error) {
+	v, err := l.do(timeout, []byte(DigestCommand), appendSlots(nil, slots))
+	if err != nil {
+		return nil, 0, err
+	}
+	l.mu.Lock()
+	gen := l.gen
+	l.mu.Unlock()
+	theirs, err := decodeDigests(v.Bytes, len(slots))
+	if err != nil {
+		return nil, 0, err
+	}
+	var diff []uint16
+	for i, s := range slots {
+		if r.store.SlotDigest(s) != theirs[i] {
+			diff = append(diff, s)
+		}
+	}
+	return diff, gen, nil
+}
+
+// pullDiffering merges into this node the peer's copy of every slot whose
+// digest differs, and returns how many keys it applied.
+func (r *Replicator) pullDiffering(l *link, slots []uint16, timeout time.Duration) (int, error) {
+	diff, _, err := r.differing(l, slots, timeout)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, s := range diff {
+		n, err := r.pull(l, s, timeout)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// pull merges a peer's copy of slot into this node.
+func (r *Replicator) pull(l *link, slot uint16, timeout time.Duration) (int, error) {
+	v, err := l.do(timeout, []byte(StreamCommand), []byte(strconv.Itoa(int(slot))))
+	if err != nil {
+		return 0, err
+	}
+	r.stats.pulledSlots.Add(1)
+	r.throttle(len(v.Bytes))
+	applied := 0
+	var applyErr error
+	err = r.store.Do(func(tx *storage.Tx) {
+		applied, applyErr = ApplyBatch(tx, v.Bytes)
+	})
+	return applied, errors.Join(err, applyErr)
+}
+
+// push sends this node's copy of slot to a peer, in chunks, and waits
+// for them; it returns how many keys the peer applied.
+func (r *Replicator) push(l *link, slot uint16) (int, error) {
+	r.stats.pushedSlots.Add(1)
+	var calls []*call
+	var chunk []byte
+	flush := func() {
+		if len(chunk) > 0 {
+			r.throttle(len(chunk))
+			calls = append(calls, l.send(&call{batch: chunk}))
+			chunk = nil
+		}
+	}
+	err := r.store.StreamSlot(slot, func(m storage.Mutation) bool {
+		chunk = AppendMutation(chunk, m)
+		if len(chunk) >= 1<<20 {
+			flush()
+		}
+		return true
+	})
+	flush()
+	applied := 0
+	for _, c := range calls {
+		v, werr := c.wait(r.readTimeout())
+		if werr != nil {
+			err = errors.Join(err, werr)
+			continue
+		}
+		applied += int(v.Int)
+	}
+	return applied, err
+}
+
+// throttle sleeps as long as n bytes take at SyncRate.
+func (r *Replicator) throttle(n int) {
+	if r.cfg.SyncRate <= 0 || n <= 0 {
+		return
+	}
+	d := time.Duration(float64(n) / float64(r.cfg.SyncRate) * float64(time.Second))
+	if d > time.Millisecond {
+		select {
+		case <-time.After(d):
+		case <-r.stop:
+		}
+	}
+}
+
+// repairLoop keeps the replicas of this node's slots in sync: a replica
+// that is out of sync for some slots gets their differing copies pushed
+// (and merged back), then a barrier; every AntiEntropyInterval in-sync
+// replicas are compared too. It also drops the slots this node no longer
+// holds.
+func (r *Replicator) repairLoop() {
+	defer r.wg.Done()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	lastAE := time.Now()
+	lastChange, lastEpoch := time.Now(), uint64(0)
+	running := map[string]bool{}
+	var mu sync.Mutex
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		case <-r.kickCh:
+		}
+		p := r.c.Placement()
+		if p.Epoch != lastEpoch {
+			lastEpoch, lastChange = p.Epoch, time.Now()
+		}
+		antiEntropy := time.Since(lastAE) >= r.cfg.AntiEntropyInterval
+		if antiEntropy {
+			lastAE = time.Now()
+		}
+		// The slots each replica should hold of this node's primaries.
+		need := map[string][]uint16{}
+		all := map[string][]uint16{}
+		members := map[string]Member{}
+		for s := range SlotCount {
+			slot := uint16(s)
+			if !r.primaryOf[s].Load() || r.takingOver[s].Load() {
+				continue
+			}
+			for _, m := range p.Replicas(slot) {
+				members[m.ID] = m
+				all[m.ID] = append(all[m.ID], slot)
+				if l := r.existingLink(m.ID); l == nil || !l.inSync(slot) {
+					need[m.ID] = append(need[m.ID], slot)
+				}
+			}
+		}
+		for id, m := range members {
+			slots := need[id]
+			ae := false
+			if len(slots) == 0 && antiEntropy {
+				slots, ae = all[id], true
+			}
+			mu.Lock()
+			busy := running[id]
+			if len(slots) > 0 && !busy {
+				running[id] = true
+			}
+			mu.Unlock()
+			if len(slots) == 0 || busy {
+				continue
+			}
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.repair(r.linkTo(m), slots, ae)
+				mu.Lock()
+				delete(running, id)
+				mu.Unlock()
+			}()
+		}
+		if time.Since(lastChange) >= r.cfg.DropDelay {
+			r.dropUnheld(p)
+		}
+	}
+}
+
+// repair brings a replica's copy of slots up to date.
+func (r *Replicator) repair(l *link, slots []uint16, antiEntropy bool) {
+	start := time.Now()
+	diff, gen, err := r.differing(l, slots, r.readTimeout())
+	if err != nil {
+		r.log.Debug("repair: digests unavailable", "peer", l.id[:8], "err", err)
+		return
+	}
+	if len(diff) > 0 && !antiEntropy {
+		r.log.Info("syncing replica", "peer", l.id[:8], "addr", l.addr, "slots", len(slots), "differing", len(diff))
+	}
+	repaired := 0
+	for i, s := range diff {
+		select {
+		case <-r.stop:
+			return
+		default:
+		}
+		n, err := r.push(l, s)
+		if err == nil {
+			var m int
+			m, err = r.pull(l, s, r.readTimeout())
+			n += m
+		}
+		if err != nil {
+			r.log.Warn("repair failed", "peer", l.id[:8], "slot", s, "err", err)
+			return
+		}
+		repaired += n
+		if (i+1)%1000 == 0 {
+			r.log.Info("syncing replica: progress", "peer", l.id[:8], "slots_done", i+1, "of", len(diff))
+		}
+	}
+	if antiEntropy {
+		if repaired > 0 {
+			r.stats.repairedKeys.Add(int64(repaired))
+			r.log.Warn("anti-entropy repaired divergent keys", "peer", l.id[:8], "keys", repaired, "slots", len(diff))
+		}
+		return
+	}
+	// Everything this node held when the digests were taken is now on the
+	// peer, and every write since went to it too (it is a replica): once
+	// the link delivers a barrier, on the same connection, the peer is in
+	// sync.
+	if _, err := l.do(r.readTimeout(), []byte("PING")); err != nil {
+		return
+	}
+	if l.markSynced(slots, gen) {
+		r.stats.repairedKeys.Add(int64(repaired))
+		r.log.Info("replica in sync", "peer", l.id[:8], "addr", l.addr, "slots", len(slots), "streamed", len(diff), "keys", repaired, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// dropUnheld drops the data of slots this node no longer holds (after a
+// join moved them away, or a grace period ended).
+func (r *Replicator) dropUnheld(p *Placement) {
+	if p.State(r.self) != StateActive {
+		return
+	}
+	dropped := 0
+	for s := range SlotCount {
+		slot := uint16(s)
+		if r.store.CountSlot(slot) == 0 && r.store.SlotDigest(slot) == 0 {
+			continue
+		}
+		if _, ok := p.Primary(slot); !ok || p.Holds(r.self, slot) {
+			continue
+		}
+		if err := r.store.DropSlot(slot); err != nil {
+			r.log.Error("drop slot", "slot", slot, "err", err)
+			return
+		}
+		dropped++
+	}
+	if dropped > 0 {
+		r.log.Info("dropped slots this node no longer holds", "slots", dropped)
+	}
+}
