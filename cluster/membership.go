@@ -93,12 +93,16 @@ func DefaultConfig() Config {
 		VNodes:      DefaultVNodes,
 		Replicas:    2,
 		GracePeriod: 60 * time.Second,
-		// Slack enough that a busy node is not declared dead (a flapping
-		// member reshuffles slots); a dead node is still out in ~2-3 s.
-		ProbeInterval:  time.Second,
-		ProbeTimeout:   500 * time.Millisecond,
+		// A dead node is suspected within about two probe rounds and
+		// declared dead SuspicionMult probe intervals later: about 1.5 s in
+		// all, so its slots fail over within the 2 s target. A node wrongly
+		// declared dead (a long stall) refutes it when it wakes, and comes
+		// back through a catch-up, so the cost of a false alarm is a
+		// failover, never lost data.
+		ProbeInterval:  400 * time.Millisecond,
+		ProbeTimeout:   200 * time.Millisecond,
 		GossipInterval: 100 * time.Millisecond,
-		SuspicionMult:  4,
+		SuspicionMult:  2,
 	}
 }
 

@@ -80,6 +80,10 @@ func (c *call) wait(timeout time.Duration) (resp.Value, error) {
 // maxCoalesce bounds the bytes of batches merged into one ApplyCommand.
 const maxCoalesce = 8 << 20
 
+// maxQueued bounds the bytes of batches waiting for a slow peer; beyond it
+// calls fail (the peer leaves the in-sync set and is repaired later).
+const maxQueued = 256 << 20
+
 // link is this node's persistent, pipelined connection to one peer. Calls
 // queue up; one goroutine writes everything queued (merging batches), one
 // reads the replies in order. When the connection breaks every call in
@@ -91,8 +95,12 @@ type link struct {
 
 	mu     sync.Mutex
 	queue  []*call
+	queued int    // bytes of batches in queue
 	gen    uint64 // bumped on every new connection (and every break)
 	closed bool
+	// down is set while the peer cannot be reached: calls fail at once
+	// instead of piling up until the next attempt.
+	down bool
 	// synced marks the slots whose data this peer is known to hold, as a
 	// replica of this node, on connection gen syncedGen.
 	synced    [SlotCount]bool
@@ -114,18 +122,30 @@ func newLink(r *Replicator, id, addr string) *link {
 func (l *link) send(c *call) *call {
 	c.done = make(chan struct{})
 	l.mu.Lock()
-	if l.closed {
+	if l.closed || l.down || l.queued+len(c.batch) > maxQueued {
+		down := l.down
 		l.mu.Unlock()
 		c.finish(resp.Value{}, errLinkDown)
+		if down {
+			l.poke() // Let the writer try again when its backoff allows.
+		}
 		return c
 	}
 	l.queue = append(l.queue, c)
+	l.queued += len(c.batch)
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
 	return c
+}
+
+func (l *link) poke() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // do sends a command and waits for its reply.
@@ -240,6 +260,9 @@ func (l *link) run() {
 		if conn == nil {
 			c, err := l.dial()
 			if err != nil {
+				l.mu.Lock()
+				l.down = true
+				l.mu.Unlock()
 				l.failQueue(err)
 				select {
 				case <-l.stop:
@@ -249,6 +272,9 @@ func (l *link) run() {
 				backoff = min(backoff*2, time.Second)
 				continue
 			}
+			l.mu.Lock()
+			l.down = false
+			l.mu.Unlock()
 			backoff = 20 * time.Millisecond
 			conn = c
 			inflight = make(chan []*call, 4096)
@@ -261,7 +287,7 @@ func (l *link) run() {
 		}
 		l.mu.Lock()
 		q := l.queue
-		l.queue = nil
+		l.queue, l.queued = nil, 0
 		gen := l.gen
 		l.mu.Unlock()
 		if len(q) == 0 {
@@ -278,7 +304,7 @@ func (l *link) run() {
 func (l *link) failQueue(err error) {
 	l.mu.Lock()
 	q := l.queue
-	l.queue = nil
+	l.queue, l.queued = nil, 0
 	l.lastErr = err.Error()
 	l.mu.Unlock()
 	for _, c := range q {

@@ -372,9 +372,19 @@ func (r *Replicator) takeOver(p *Placement, slots []uint16) {
 	r.log.Info("took slots over", "slots", len(slots), "sources", len(bySource), "took", time.Since(start).Round(time.Millisecond))
 }
 
-// digests asks a peer for the digests of slots and returns the slots whose
-// digest differs from this node's.
-func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration) ([]uint16, uint64, error) {
+// differing asks a peer for the digests of slots and returns the slots
+// whose digest differs from this node's, and the link's connection
+// generation the answer came on. With quiet, slots written here while the
+// question was out are left out: under writes a slot's copies differ by
+// the writes in flight, which is not divergence.
+func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration, quiet bool) ([]uint16, uint64, error) {
+	var before []uint64
+	if quiet {
+		before = make([]uint64, len(slots))
+		for i, s := range slots {
+			before[i] = r.store.SlotDigest(s)
+		}
+	}
 	v, err := l.do(timeout, []byte(DigestCommand), appendSlots(nil, slots))
 	if err != nil {
 		return nil, 0, err
@@ -388,7 +398,8 @@ func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration) (
 	}
 	var diff []uint16
 	for i, s := range slots {
-		if r.store.SlotDigest(s) != theirs[i] {
+		mine := r.store.SlotDigest(s)
+		if mine != theirs[i] && (!quiet || mine == before[i]) {
 			diff = append(diff, s)
 		}
 	}
@@ -398,7 +409,7 @@ func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration) (
 // pullDiffering merges into this node the peer's copy of every slot whose
 // digest differs, and returns how many keys it applied.
 func (r *Replicator) pullDiffering(l *link, slots []uint16, timeout time.Duration) (int, error) {
-	diff, _, err := r.differing(l, slots, timeout)
+	diff, _, err := r.differing(l, slots, timeout, false)
 	if err != nil {
 		return 0, err
 	}
@@ -554,7 +565,7 @@ func (r *Replicator) repairLoop() {
 // repair brings a replica's copy of slots up to date.
 func (r *Replicator) repair(l *link, slots []uint16, antiEntropy bool) {
 	start := time.Now()
-	diff, gen, err := r.differing(l, slots, r.readTimeout())
+	diff, gen, err := r.differing(l, slots, r.readTimeout(), antiEntropy)
 	if err != nil {
 		r.log.Debug("repair: digests unavailable", "peer", l.id[:8], "err", err)
 		return
