@@ -1,0 +1,114 @@
+package server_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/server/servertest"
+)
+
+// primaryAndReplica returns the primary and the first replica of key's slot.
+func primaryAndReplica(t *testing.T, c *servertest.Cluster, key string) (*servertest.Node, *servertest.Node) {
+	t.Helper()
+	nodes := c.Nodes[0].Cluster.Ring().Preference(cluster.KeySlot([]byte(key)))
+	if len(nodes) < 2 {
+		t.Fatalf("slot of %q has nodes %v", key, nodes)
+	}
+	byAddr := map[string]*servertest.Node{}
+	for _, n := range c.Nodes {
+		byAddr[n.Addr] = n
+	}
+	return byAddr[nodes[0].Addr], byAddr[nodes[1].Addr]
+}
+
+// TestWritesReachReplicas checks the synchronous path: once SET answers,
+// the replica holds the key (read with READONLY, as cluster clients read
+// from replicas), WAIT counts it, a replica redirects a plain client to the
+// primary, and a DEL removes the key there too.
+func TestWritesReachReplicas(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	ctx := servertest.Ctx(t)
+	servertest.Eventually(t, 10*time.Second, "replicas in sync", func() bool {
+		for _, n := range c.Nodes {
+			if !strings.Contains(n.Client().Info(ctx, "replication").Val(), "ringcache_in_sync_replicas:2") {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range 50 {
+		key := fmt.Sprintf("k%d", i)
+		primary, replica := primaryAndReplica(t, c, key)
+		p := primary.Client()
+		if err := p.Set(ctx, key, "v", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := p.Do(ctx, "WAIT", 1, 0).Int(); err != nil || n != 1 {
+			t.Fatalf("WAIT after a write = %d, %v; want 1", n, err)
+		}
+		r := replica.Client()
+		if err := r.Get(ctx, key).Err(); err == nil || !strings.HasPrefix(err.Error(), "MOVED ") {
+			t.Fatalf("replica without READONLY: GET %s = %v, want MOVED", key, err)
+		}
+		// One connection, so READONLY applies to the GET after it.
+		conn := r.Conn()
+		if err := conn.ReadOnly(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := conn.Get(ctx, key).Result(); err != nil || v != "v" {
+			t.Fatalf("replica GET %s = %q, %v", key, v, err)
+		}
+		if err := p.Del(ctx, key).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Get(ctx, key).Err(); err != redis.Nil {
+			t.Fatalf("replica GET %s after DEL: %v, want nil", key, err)
+		}
+		conn.Close()
+	}
+}
+
+// TestInternalCommandsRefused checks that clients cannot use the
+// node-to-node commands, and that the handshake needs the cluster key.
+func TestInternalCommandsRefused(t *testing.T) {
+	c := servertest.StartCluster(t, 2)
+	ctx := servertest.Ctx(t)
+	rdb := c.Nodes[0].Client()
+	for _, cmd := range [][]any{
+		{cluster.ApplyCommand, "x"},
+		{cluster.DigestCommand, ""},
+		{cluster.StreamCommand, "0"},
+		{cluster.InSyncCommand, "x"},
+	} {
+		err := rdb.Do(ctx, cmd...).Err()
+		if err == nil || !strings.HasPrefix(err.Error(), "NOPERM ") {
+			t.Errorf("%v from a client: %v, want NOPERM", cmd, err)
+		}
+	}
+	conn := rdb.Conn()
+	defer conn.Close()
+	nonce, err := conn.Do(ctx, cluster.PeerCommand).Text()
+	if err != nil || nonce == "" {
+		t.Fatalf("handshake nonce: %q, %v", nonce, err)
+	}
+	id := cluster.NewNodeID()
+	if err := conn.Do(ctx, cluster.PeerCommand, id, cluster.PeerProof("wrong key", nonce, id)).Err(); err == nil {
+		t.Fatal("handshake with the wrong key accepted")
+	}
+	if err := conn.Do(ctx, cluster.ApplyCommand, "x").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOPERM ") {
+		t.Fatalf("apply after a failed handshake: %v", err)
+	}
+	nonce, _ = conn.Do(ctx, cluster.PeerCommand).Text()
+	if err := conn.Do(ctx, cluster.PeerCommand, id, cluster.PeerProof(c.Key, nonce, id)).Err(); err != nil {
+		t.Fatalf("handshake with the right key: %v", err)
+	}
+	// A peer gets the batch checked, not refused.
+	if err := conn.Do(ctx, cluster.ApplyCommand, "x").Err(); err == nil || strings.HasPrefix(err.Error(), "NOPERM") {
+		t.Fatalf("malformed batch from a peer: %v, want a decode error", err)
+	}
+}
