@@ -67,6 +67,22 @@ func (r *Replicator) InSync(id string) bool {
 	return true
 }
 
+// AllInSync reports whether every replica of every slot this node is
+// primary of is in sync.
+func (r *Replicator) AllInSync() bool {
+	p := r.c.Placement()
+	for s := range SlotCount {
+		slot := uint16(s)
+		if pm, ok := p.Primary(slot); !ok || pm.ID != r.self {
+			continue
+		}
+		if r.takingOver[s].Load() || r.inSyncCount(p, slot) < len(p.Replicas(slot)) {
+			return false
+		}
+	}
+	return true
+}
+
 // askInSync asks the primary pm whether node id is in sync with it.
 func (r *Replicator) askInSync(pm Member, id string) bool {
 	if pm.ID == r.self {

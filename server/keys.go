@@ -424,8 +424,39 @@ func flushCmd(ctx *Ctx) (resp.Value, error) {
 	if len(ctx.Args) > 2 || (len(ctx.Args) == 2 && !is(ctx.Args[1], "ASYNC") && !is(ctx.Args[1], "SYNC")) {
 		return resp.Value{}, resp.ErrSyntax
 	}
-	if err := ctx.Store().FlushAll(); err != nil {
-		return resp.Value{}, err
+	s := ctx.srv
+	if s.repl == nil {
+		if err := ctx.Store().FlushAll(); err != nil {
+			return resp.Value{}, err
+		}
+		return resp.OK, nil
+	}
+	// In a cluster a node flushes the slots it is primary of, on itself
+	// and its replicas, as a Redis Cluster master does: with versioned
+	// tombstones, so that no copy brings a key back.
+	for slot := range uint16(storage.SlotCount) {
+		if _, ok, _, _ := s.repl.Route(slot); !ok || s.store.CountSlot(slot) == 0 {
+			continue
+		}
+		var keys [][]byte
+		err := s.store.ScanSlot(slot, nil, func(key []byte, _ storage.Record) bool {
+			keys = append(keys, bytes.Clone(key))
+			return true
+		})
+		if err != nil {
+			return resp.Value{}, err
+		}
+		p := s.store.Submit(func(tx *storage.Tx) {
+			for _, k := range keys {
+				tx.Delete(slot, k)
+			}
+		})
+		if err := p.Wait(); err != nil {
+			return resp.Value{}, err
+		}
+		if _, err := s.repl.Replicate(p.Mutations()); err != nil {
+			return resp.Value{}, err
+		}
 	}
 	return resp.OK, nil
 }

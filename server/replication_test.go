@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -33,14 +32,11 @@ func primaryAndReplica(t *testing.T, c *servertest.Cluster, key string) (*server
 func TestWritesReachReplicas(t *testing.T) {
 	c := servertest.StartCluster(t, 3)
 	ctx := servertest.Ctx(t)
-	servertest.Eventually(t, 10*time.Second, "replicas in sync", func() bool {
-		for _, n := range c.Nodes {
-			if !strings.Contains(n.Client().Info(ctx, "replication").Val(), "ringcache_in_sync_replicas:2") {
-				return false
-			}
+	for _, n := range c.Nodes {
+		if info := n.Client().Info(ctx, "replication").Val(); !strings.Contains(info, "ringcache_in_sync_replicas:2") {
+			t.Fatalf("converged, yet INFO replication says:\n%s", info)
 		}
-		return true
-	})
+	}
 	for i := range 50 {
 		key := fmt.Sprintf("k%d", i)
 		primary, replica := primaryAndReplica(t, c, key)
@@ -110,5 +106,28 @@ func TestInternalCommandsRefused(t *testing.T) {
 	// A peer gets the batch checked, not refused.
 	if err := conn.Do(ctx, cluster.ApplyCommand, "x").Err(); err == nil || strings.HasPrefix(err.Error(), "NOPERM") {
 		t.Fatalf("malformed batch from a peer: %v, want a decode error", err)
+	}
+}
+
+// TestFlushAllInCluster checks that FLUSHALL on every node empties every
+// copy: each node flushes the slots it is primary of, replicas included.
+func TestFlushAllInCluster(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	ctx := servertest.Ctx(t)
+	rdb := c.Client()
+	for i := range 500 {
+		if err := rdb.Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.Nodes {
+		if err := n.Client().FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.Nodes {
+		if got := n.Store.Len(); got != 0 {
+			t.Errorf("node %s holds %d keys after FLUSHALL everywhere", n.Addr, got)
+		}
 	}
 }

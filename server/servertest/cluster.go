@@ -113,8 +113,8 @@ func (c *Cluster) Leave(n *Node) {
 	n.Close()
 }
 
-// Converged reports whether every alive node is active and its ring has
-// exactly the alive nodes as members.
+// Converged reports whether every alive node is active, its ring has
+// exactly the alive nodes as members, and its replicas are in sync.
 func (c *Cluster) Converged() bool {
 	var want []string
 	alive := c.Alive()
@@ -124,6 +124,9 @@ func (c *Cluster) Converged() bool {
 	slices.Sort(want)
 	for _, n := range alive {
 		p := n.Cluster.Placement()
+		if !n.Replicator.AllInSync() {
+			return false
+		}
 		for _, m := range alive {
 			id := m.Cluster.Self().ID
 			if !p.Alive(id) || p.State(id) != cluster.StateActive {
