@@ -75,7 +75,7 @@ type Replicator struct {
 
 	stats struct {
 		repairedKeys, pushedSlots, pulledSlots, takeovers atomic.Int64
-		acked, timeouts                                   atomic.Int64
+		timeouts                                          atomic.Int64
 	}
 }
 
@@ -208,72 +208,81 @@ func (r *Replicator) inSyncCount(p *Placement, slot uint16) int {
 	return n
 }
 
-// Replicate ships committed mutations to the replicas of their slots, as
-// one batch per replica, and waits for the in-sync ones (up to the
-// timeout; a late or failing replica leaves the in-sync set). It returns
-// the number of replicas that acknowledged every mutation of its slot
-// (the least over the slots), and ErrNoReplicas when that is below
-// MinReplicas.
+// Replicate ships mutations to the replicas of their slots and waits for
+// the in-sync ones: Send then Wait.
 func (r *Replicator) Replicate(muts []storage.Mutation) (int, error) {
-	p := r.c.Placement()
-	type target struct {
-		l     *link
-		batch []byte
-		wait  bool
-		slots []uint16
-	}
-	var targets []*target
-	find := func(id string) *target {
-		for _, t := range targets {
-			if t.l.id == id {
-				return t
-			}
-		}
-		return nil
-	}
+	return r.Send(muts).Wait()
+}
+
+// Shipment is mutations on their way to replicas.
+type Shipment struct {
+	r       *Replicator
+	p       *Placement
+	muts    []storage.Mutation
+	targets []shipTarget
+}
+
+type shipTarget struct {
+	l    *link
+	c    *call
+	wait bool // the replica is in sync for one of the slots: its ack counts
+}
+
+// Send ships mutations to every alive replica of their slots, as one
+// batch per replica (merged with other writers' batches on the way), and
+// returns at once. The mutations need not be committed locally yet: a
+// primary ships while its own commit proceeds.
+func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
+	sh := &Shipment{r: r, p: r.c.Placement(), muts: muts}
+	batches := map[string][]byte{}
 	for _, m := range muts {
-		for _, rm := range p.Replicas(m.Slot) {
+		for _, rm := range sh.p.Replicas(m.Slot) {
 			if rm.ID == r.self {
 				continue
 			}
-			t := find(rm.ID)
-			if t == nil {
-				t = &target{l: r.linkTo(rm)}
-				targets = append(targets, t)
+			i := slices.IndexFunc(sh.targets, func(t shipTarget) bool { return t.l.id == rm.ID })
+			if i < 0 {
+				sh.targets = append(sh.targets, shipTarget{l: r.linkTo(rm)})
+				i = len(sh.targets) - 1
 			}
-			t.batch = AppendMutation(t.batch, m)
-			if t.l.inSync(m.Slot) {
+			t := &sh.targets[i]
+			batches[rm.ID] = AppendMutation(batches[rm.ID], m)
+			if !t.wait && t.l.inSync(m.Slot) {
 				t.wait = true
-			}
-			if len(t.slots) == 0 || t.slots[len(t.slots)-1] != m.Slot {
-				t.slots = append(t.slots, m.Slot)
 			}
 		}
 	}
-	calls := make([]*call, len(targets))
-	for i, t := range targets {
-		calls[i] = t.l.send(&call{batch: t.batch})
+	for i := range sh.targets {
+		t := &sh.targets[i]
+		t.c = t.l.send(&call{batch: batches[t.l.id]})
 	}
-	ackedBy := map[string]bool{}
+	return sh
+}
+
+// Wait waits (up to the timeout) for the replicas that were in sync; one
+// that fails or is late leaves the in-sync set. It returns the number of
+// replicas that acknowledged every mutation of its slot (the least over
+// the slots), and ErrNoReplicas when that is below MinReplicas.
+func (sh *Shipment) Wait() (int, error) {
+	r := sh.r
+	acked := map[string]bool{}
 	deadline := time.Now().Add(r.cfg.Timeout)
-	for i, t := range targets {
+	for _, t := range sh.targets {
 		if !t.wait {
 			continue
 		}
-		_, err := calls[i].wait(time.Until(deadline))
-		if err != nil {
+		if _, err := t.c.wait(time.Until(deadline)); err != nil {
 			r.stats.timeouts.Add(1)
 			t.l.dropSync(fmt.Sprintf("replication failed: %v", err))
 			continue
 		}
-		ackedBy[t.l.id] = true
+		acked[t.l.id] = true
 	}
-	r.stats.acked.Add(1)
 	least := -1
-	for _, m := range muts {
+	for _, m := range sh.muts {
 		n := 0
-		for _, rm := range p.Replicas(m.Slot) {
-			if ackedBy[rm.ID] {
+		for _, rm := range sh.p.Replicas(m.Slot) {
+			if acked[rm.ID] {
 				n++
 			}
 		}
@@ -281,9 +290,7 @@ func (r *Replicator) Replicate(muts []storage.Mutation) (int, error) {
 			least = n
 		}
 	}
-	if least < 0 {
-		least = 0
-	}
+	least = max(least, 0)
 	if r.cfg.MinReplicas > 0 && least < r.cfg.MinReplicas {
 		return least, ErrNoReplicas
 	}

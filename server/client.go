@@ -7,6 +7,7 @@ import (
 
 	"github.com/tidwall/redcon"
 
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/resp"
 	"github.com/ringcache/ringcache/storage"
 )
@@ -132,10 +133,19 @@ func (c *client) flushWrites() {
 		return
 	}
 	p := c.srv.store.Submit(c.writes...)
-	err := p.Wait()
-	if err == nil && c.srv.repl != nil && !c.peer {
+	var ship *cluster.Shipment
+	if c.srv.repl != nil && !c.peer {
+		// Ship to the replicas while the local commit proceeds.
+		<-p.Ran()
 		if muts := p.Mutations(); len(muts) > 0 {
-			c.replicaAcks, err = c.srv.repl.Replicate(muts)
+			ship = c.srv.repl.Send(muts)
+		}
+	}
+	err := p.Wait()
+	if ship != nil {
+		acks, rerr := ship.Wait()
+		if err == nil {
+			c.replicaAcks, err = acks, rerr
 		}
 	}
 	clear(c.writes)

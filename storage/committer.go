@@ -194,6 +194,9 @@ run:
 		}
 	}
 
+	for _, p := range b.pendings {
+		p.markRan()
+	}
 	// The batch was built on the in-flight batch's writes: it can only be
 	// committed after, and if, that one is.
 	if ierr := c.waitInflight(); ierr != nil && err == nil {

@@ -13,6 +13,24 @@ type Pending struct {
 	done chan struct{}
 	err  error
 	muts []Mutation
+	// ran is closed once the functions have run (the mutations are final)
+	// or the submission completes, whichever is first; ranClosed is
+	// touched only by whoever holds the submission (committer or caller).
+	ran       chan struct{}
+	ranClosed bool
+}
+
+// Ran returns a channel that is closed once the submission's functions have
+// run, before their batch is committed: from then on Mutations is final,
+// so a caller may ship them (to replicas) while the commit proceeds. It is
+// also closed when the submission completes without running.
+func (p *Pending) Ran() <-chan struct{} { return p.ran }
+
+func (p *Pending) markRan() {
+	if !p.ranClosed {
+		p.ranClosed = true
+		close(p.ran)
+	}
 }
 
 // Wait blocks until the batch holding the submission is committed (and
@@ -37,6 +55,7 @@ func (p *Pending) complete(err error) {
 	if p.err == nil {
 		p.err = err
 	}
+	p.markRan()
 	close(p.done)
 }
 
@@ -49,7 +68,7 @@ func (p *Pending) complete(err error) {
 // writes not yet committed. Submit blocks only when the committer's queue
 // is full. After Close, the Pending fails with ErrClosed.
 func (s *Store) Submit(fns ...func(tx *Tx)) *Pending {
-	return s.submit(&Pending{fns: fns, done: make(chan struct{})})
+	return s.submit(&Pending{fns: fns, done: make(chan struct{}), ran: make(chan struct{})})
 }
 
 func (s *Store) submit(p *Pending) *Pending {
@@ -76,7 +95,7 @@ type dropRequest struct {
 // it; writes submitted after it see an empty store.
 func (s *Store) FlushAll() error {
 	prefixes := append(allSlotPrefixes(), []byte{expiryIndexPrefix})
-	return s.submit(&Pending{drop: &dropRequest{prefixes: prefixes, slot: -1}, done: make(chan struct{})}).Wait()
+	return s.submit(&Pending{drop: &dropRequest{prefixes: prefixes, slot: -1}, done: make(chan struct{}), ran: make(chan struct{})}).Wait()
 }
 
 // DropSlot drops every key of one slot and resets its count, like FlushAll.
@@ -87,5 +106,5 @@ func (s *Store) DropSlot(slot uint16) error {
 		return fmt.Errorf("storage: slot %d out of range", slot)
 	}
 	p := slotPrefix(slot)
-	return s.submit(&Pending{drop: &dropRequest{prefixes: [][]byte{p[:]}, slot: int(slot)}, done: make(chan struct{})}).Wait()
+	return s.submit(&Pending{drop: &dropRequest{prefixes: [][]byte{p[:]}, slot: int(slot)}, done: make(chan struct{}), ran: make(chan struct{})}).Wait()
 }
