@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// buildBinary builds the node binary once per test run.
+// buildBinary builds the node binary once per test.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ringcache")
@@ -37,61 +39,194 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// node is a ringcache child process.
-type node struct {
-	cmd  *exec.Cmd
-	log  *strings.Builder
-	port int
-	done chan error
+// logBuffer collects a child's stdout and stderr; safe to read while the
+// child writes.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// tail returns the last n lines.
+func (b *logBuffer) tail(n int) string {
+	s := strings.TrimRight(b.String(), "\n")
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = append([]string{fmt.Sprintf("[... %d earlier lines]", len(lines)-n)}, lines[len(lines)-n:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// note marks a test event in the node's log, so the tails printed on
+// failure show what the test did when.
+func (b *logBuffer) note(format string, args ...any) {
+	fmt.Fprintf(b, "=== test %s: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, args...))
+}
+
+// node is a ringcache child process. Its ports, flags and data directory
+// are kept, so that restart brings the same node back.
+type node struct {
+	name       string
+	bin        string
+	port       int
+	gossipPort int
+	args       []string // flags beyond --port, --cluster-port and --join
+	join       string   // gossip address given to --join, if any
+	log        *logBuffer
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+	err    error         // its exit status, once exited is closed
+}
+
+// startNode starts a node on port with a free gossip port and waits until
+// it answers PING.
 func startNode(t *testing.T, bin string, port int, args ...string) *node {
 	t.Helper()
-	n := &node{port: port, log: &strings.Builder{}, done: make(chan error, 1)}
+	n := newNode(t, bin, port, args...)
+	n.start(t)
+	return n
+}
+
+// newNode describes a node without starting it; its log tail is printed
+// if the test fails.
+func newNode(t *testing.T, bin string, port int, args ...string) *node {
 	// An explicit free gossip port: the default, port+10000, may be taken
 	// or beyond 65535 for a port the system picked.
-	base := []string{"--port", strconv.Itoa(port), "--cluster-port", strconv.Itoa(freePort(t))}
-	n.cmd = exec.Command(bin, append(base, args...)...)
+	n := &node{name: "node:" + strconv.Itoa(port), bin: bin, port: port, gossipPort: freePort(t), args: args, log: &logBuffer{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s (port %d, gossip %d) log tail:\n%s", n.name, n.port, n.gossipPort, n.log.tail(80))
+		}
+	})
+	return n
+}
+
+// start runs the process and waits until it answers PING.
+func (n *node) start(t *testing.T) {
+	t.Helper()
+	args := []string{"--port", strconv.Itoa(n.port), "--cluster-port", strconv.Itoa(n.gossipPort)}
+	args = append(args, n.args...)
+	if n.join != "" {
+		args = append(args, "--join", n.join)
+	}
+	n.log.note("start %s", strings.Join(args, " "))
+	n.cmd = exec.Command(n.bin, args...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { n.done <- n.cmd.Wait() }()
+	cmd, exited := n.cmd, make(chan struct{})
+	n.exited = exited
+	go func() {
+		n.err = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
-		if n.cmd.ProcessState == nil {
-			n.cmd.Process.Kill()
-			<-n.done
+		select {
+		case <-exited:
+		default:
+			cmd.Process.Kill()
+			<-exited
 		}
 	})
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), MaxRetries: -1})
+	rdb := redis.NewClient(&redis.Options{Addr: n.addr(), MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
 	defer rdb.Close()
 	deadline := time.Now().Add(20 * time.Second)
 	for rdb.Ping(context.Background()).Err() != nil {
+		select {
+		case <-exited:
+			t.Fatalf("%s exited at start (%v); log:\n%s", n.name, n.err, n.log.tail(40))
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("node on %d not answering; log:\n%s", port, n.log)
+			t.Fatalf("%s not answering; log:\n%s", n.name, n.log)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return n
+}
+
+// addr is the node's RESP address.
+func (n *node) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
+
+// gossipAddr is what other nodes give to --join.
+func (n *node) gossipAddr() string { return "127.0.0.1:" + strconv.Itoa(n.gossipPort) }
+
+// running reports whether the process has not exited.
+func (n *node) running() bool {
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
 }
 
 func (n *node) client(t *testing.T) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(n.port), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: n.addr(), MaxRetries: -1})
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// kill ends the process with SIGKILL (kill -9) and waits for it to go.
+func (n *node) kill(t *testing.T) {
+	t.Helper()
+	n.log.note("kill -9")
+	n.cmd.Process.Kill()
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s still running 10s after SIGKILL", n.name)
+	}
+}
+
+// restart starts the exited node again: same ports, flags and data
+// directory, joining the cluster through via.
+func (n *node) restart(t *testing.T, via *node) {
+	t.Helper()
+	if n.running() {
+		t.Fatalf("restart of %s, which is still running", n.name)
+	}
+	n.join = via.gossipAddr()
+	n.start(t)
+}
+
+// waitExit waits up to timeout for the process to exit and returns its
+// exit status.
+func (n *node) waitExit(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case <-n.exited:
+		return n.err
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %v; log:\n%s", n.name, timeout, n.log.tail(80))
+		return nil
+	}
+}
+
+// signal sends sig to the process.
+func (n *node) signal(sig os.Signal) {
+	n.log.note("signal %v", sig)
+	n.cmd.Process.Signal(sig)
 }
 
 // stop sends sig and waits for a clean exit.
 func (n *node) stop(t *testing.T, sig os.Signal) {
 	t.Helper()
-	n.cmd.Process.Signal(sig)
-	select {
-	case err := <-n.done:
-		if err != nil {
-			t.Fatalf("node exited with %v; log:\n%s", err, n.log)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("node did not exit after %v; log:\n%s", sig, n.log)
+	n.signal(sig)
+	if err := n.waitExit(t, 30*time.Second); err != nil {
+		t.Fatalf("%s exited with %v; log:\n%s", n.name, err, n.log)
 	}
 }
 
