@@ -34,6 +34,7 @@ const (
 	StateJoining State = iota // receiving its slots; not yet a primary
 	StateActive               // serving its slots
 	StateLeaving              // handing its slots over before it exits
+	StateLeft                 // handed its slots over; about to exit
 )
 
 func (s State) String() string {
@@ -44,6 +45,8 @@ func (s State) String() string {
 		return "active"
 	case StateLeaving:
 		return "leaving"
+	case StateLeft:
+		return "left"
 	}
 	return "state(" + strconv.Itoa(int(s)) + ")"
 }
@@ -419,7 +422,6 @@ type memberEvent struct {
 	name  string
 	meta  []byte
 	alive bool
-	left  bool // left on purpose, rather than failed
 }
 
 func (c *Cluster) post(e memberEvent) {
@@ -455,9 +457,11 @@ func (c *Cluster) rebuild() {
 			}
 			n.meta, n.alive = m, true
 		case n == nil:
-		case e.left || !n.wasActive:
+		case n.meta.State == StateLeft || !n.wasActive:
 			// A node that left on purpose handed its slots over; one that
-			// never served holds nothing the others lack.
+			// never served holds nothing the others lack. (memberlist's
+			// own left/dead distinction does not reach the delegate, so
+			// the node says it in its metadata before it goes.)
 			delete(c.nodes, e.name)
 			c.log.Info("node left", "node", e.name[:8], "addr", n.meta.Addr)
 		default:
@@ -550,7 +554,7 @@ func (e *eventDelegate) NotifyUpdate(n *memberlist.Node) {
 }
 
 func (e *eventDelegate) NotifyLeave(n *memberlist.Node) {
-	e.c.post(memberEvent{name: n.Name, left: n.State == memberlist.StateLeft})
+	e.c.post(memberEvent{name: n.Name})
 }
 
 // slogWriter forwards memberlist's log lines ("[LEVEL] memberlist: ...")

@@ -61,13 +61,13 @@ func newPlacement(nodes []*nodeRecord, vnodes, replicas int, epoch uint64) *Plac
 		switch {
 		case n.alive && (st == StateActive || st == StateLeaving):
 			serve = append(serve, m)
-		case n.wasActive: // dead in grace, or back and catching up
+		case n.wasActive && st != StateLeft: // dead in grace, or back and catching up
 			serve = append(serve, m)
 		}
 		switch {
 		case n.alive && (st == StateActive || st == StateJoining):
 			target = append(target, m)
-		case !n.alive && n.wasActive && st != StateLeaving:
+		case !n.alive && n.wasActive && st != StateLeaving && st != StateLeft:
 			target = append(target, m)
 		}
 	}

@@ -106,7 +106,7 @@ func newNode(t *testing.T, bin string, port int, args ...string) *node {
 	// or beyond 65535 for a port the system picked.
 	n := &node{name: "node:" + strconv.Itoa(port), bin: bin, port: port, gossipPort: freePort(t), args: args, log: &logBuffer{}}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() || os.Getenv("RINGCACHE_TEST_LOGS") != "" {
 			t.Logf("%s (port %d, gossip %d) log tail:\n%s", n.name, n.port, n.gossipPort, n.log.tail(80))
 		}
 	})

@@ -1130,11 +1130,29 @@ func TestKillPrimaryUnderLoad(t *testing.T) {
 	victim := c.nodes[0]
 	primaries := c.primaries()
 	victimKey := func(k *keyLog) bool { return primaries[k.slot] == victim.addr() }
+	// The cluster's failover time, as a client that asks a live node sees
+	// it: a write to a slot of the victim, sent to every live node until
+	// one accepts it (not MOVED, not TRYAGAIN).
+	var probeSlot int
+	for s, p := range primaries {
+		if p == victim.addr() {
+			probeSlot = s
+			break
+		}
+	}
+	probeKey := keyInSlot(probeSlot)
+	failover := make(chan time.Duration, 1)
 	l.markEvent("kill -9 " + victim.name)
 	killed := time.Now()
+	go func() { failover <- probeWrite(c.nodes[1:], probeKey, killed) }()
 	victim.kill(t)
 	l.markDone()
 	t.Logf("%s gone %v after SIGKILL", victim.name, time.Since(killed).Round(time.Millisecond))
+	took := <-failover
+	t.Logf("failover: the cluster accepted a write on a slot of the killed primary %v after the kill (target 2s)", took.Round(time.Millisecond))
+	if took > absurdWindow {
+		t.Errorf("failover took %v", took)
+	}
 	l.waitClean(2 * time.Second)
 	l.halt()
 
@@ -1455,4 +1473,36 @@ func TestDeletesAndExpiryReplicate(t *testing.T) {
 			t.Errorf("after failover, deleted or expired %s = %q, %v; want nil", key, v, err)
 		}
 	}
+}
+
+// keyInSlot returns a key of the given slot.
+func keyInSlot(slot int) string {
+	for i := 0; ; i++ {
+		k := "probe:" + strconv.Itoa(i)
+		if int(cluster.KeySlot([]byte(k))) == slot {
+			return k
+		}
+	}
+}
+
+// probeWrite sends SET key to each of nodes in turn, every 10 ms, until one
+// accepts it, and returns how long after since that was (or absurdWindow
+// plus a second if none did within it).
+func probeWrite(nodes []*node, key string, since time.Time) time.Duration {
+	ctx := context.Background()
+	var clients []*redis.Client
+	for _, n := range nodes {
+		c := redis.NewClient(&redis.Options{Addr: n.addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond, ReadTimeout: time.Second})
+		defer c.Close()
+		clients = append(clients, c)
+	}
+	for time.Since(since) < absurdWindow {
+		for _, c := range clients {
+			if c.Set(ctx, key, "probe", 0).Err() == nil {
+				return time.Since(since)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return absurdWindow + time.Second
 }

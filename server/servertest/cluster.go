@@ -1,6 +1,7 @@
 package servertest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -105,8 +106,14 @@ func (c *Cluster) Alive() []*Node {
 // Kill stops a node without a goodbye, as a crash looks to the others.
 func (c *Cluster) Kill(n *Node) { n.Close() }
 
-// Leave stops a node after announcing that it leaves.
+// Leave stops a node as SIGTERM does: it hands its slots over, then
+// announces that it leaves.
 func (c *Cluster) Leave(n *Node) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.Replicator.Leave(ctx); err != nil {
+		c.t.Errorf("handoff: %v", err)
+	}
 	if err := n.Cluster.Leave(2 * time.Second); err != nil {
 		c.t.Logf("leave: %v", err)
 	}
