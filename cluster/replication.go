@@ -69,6 +69,14 @@ type Replicator struct {
 	// placement the watcher saw.
 	primaryOf [SlotCount]atomic.Bool
 
+	// writes is held shared by every write from before it loads the
+	// placement to after it commits; a repair takes it exclusively for an
+	// instant before reading digests, so that every write that chose its
+	// replicas by an older placement is committed (and in the digests)
+	// by then: a write either reaches the new replica or is in what the
+	// repair compares and ships.
+	writes sync.RWMutex
+
 	kickCh chan struct{}
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -207,6 +215,13 @@ func (r *Replicator) inSyncCount(p *Placement, slot uint16) int {
 	}
 	return n
 }
+
+// BeginWrite marks the start of a write (before it is submitted); EndWrite
+// its commit. See Replicator.writes.
+func (r *Replicator) BeginWrite() { r.writes.RLock() }
+
+// EndWrite ends what BeginWrite started.
+func (r *Replicator) EndWrite() { r.writes.RUnlock() }
 
 // Replicate ships mutations to the replicas of their slots and waits for
 // the in-sync ones: Send then Wait.
@@ -572,6 +587,10 @@ func (r *Replicator) repairLoop() {
 // repair brings a replica's copy of slots up to date.
 func (r *Replicator) repair(l *link, slots []uint16, antiEntropy bool) {
 	start := time.Now()
+	if !antiEntropy {
+		r.writes.Lock()
+		r.writes.Unlock() //nolint:staticcheck // A barrier: see Replicator.writes.
+	}
 	diff, gen, err := r.differing(l, slots, r.readTimeout(), antiEntropy)
 	if err != nil {
 		r.log.Debug("repair: digests unavailable", "peer", l.id[:8], "err", err)

@@ -132,16 +132,26 @@ func (c *client) flushWrites() {
 	if len(c.writes) == 0 {
 		return
 	}
+	repl := c.srv.repl
+	if c.peer {
+		repl = nil // A replica applies; it does not replicate further.
+	}
+	if repl != nil {
+		repl.BeginWrite()
+	}
 	p := c.srv.store.Submit(c.writes...)
 	var ship *cluster.Shipment
-	if c.srv.repl != nil && !c.peer {
+	if repl != nil {
 		// Ship to the replicas while the local commit proceeds.
 		<-p.Ran()
 		if muts := p.Mutations(); len(muts) > 0 {
-			ship = c.srv.repl.Send(muts)
+			ship = repl.Send(muts)
 		}
 	}
 	err := p.Wait()
+	if repl != nil {
+		repl.EndWrite()
+	}
 	if ship != nil {
 		acks, rerr := ship.Wait()
 		if err == nil {

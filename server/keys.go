@@ -446,15 +446,19 @@ func flushCmd(ctx *Ctx) (resp.Value, error) {
 		if err != nil {
 			return resp.Value{}, err
 		}
+		s.repl.BeginWrite()
 		p := s.store.Submit(func(tx *storage.Tx) {
 			for _, k := range keys {
 				tx.Delete(slot, k)
 			}
 		})
-		if err := p.Wait(); err != nil {
+		err = p.Wait()
+		ship := s.repl.Send(p.Mutations())
+		s.repl.EndWrite()
+		if err != nil {
 			return resp.Value{}, err
 		}
-		if _, err := s.repl.Replicate(p.Mutations()); err != nil {
+		if _, err := ship.Wait(); err != nil {
 			return resp.Value{}, err
 		}
 	}
