@@ -184,6 +184,16 @@ func TestClusterClient(t *testing.T) {
 			if rf := int64(c.Nodes[0].ClusterConfig.Replicas); total != keys*rf {
 				t.Errorf("nodes hold %d keys in all, want %d (RF %d)", total, keys*rf, rf)
 			}
+			// DBSIZE, KEYS and SCAN show a node's primary slots, as on a
+			// Redis Cluster master: summed over the nodes, each key once.
+			var dbsize, listed int64
+			for _, n := range c.Nodes {
+				dbsize += n.Client().DBSize(ctx).Val()
+				listed += int64(len(n.Client().Keys(ctx, "key:*").Val()))
+			}
+			if dbsize != keys || listed != keys {
+				t.Errorf("DBSIZE sums to %d and KEYS lists %d over the nodes, want %d", dbsize, listed, keys)
+			}
 			if err := rdb.MSet(ctx, "{user:1}:name", "ann", "{user:1}:age", "33").Err(); err != nil {
 				t.Fatal(err)
 			}

@@ -250,7 +250,7 @@ func keysCmd(ctx *Ctx) (resp.Value, error) {
 	out := []resp.Value{}
 	matchAll := len(pattern) == 1 && pattern[0] == '*'
 	for slot := range uint16(cluster.SlotCount) {
-		if st.CountSlot(slot) == 0 {
+		if st.CountSlot(slot) == 0 || !ctx.c.listsSlot(slot) {
 			continue
 		}
 		err := st.ScanSlot(slot, nil, func(key []byte, _ storage.Record) bool {
@@ -315,7 +315,7 @@ func scanCmd(ctx *Ctx) (resp.Value, error) {
 	var examined int64
 	next := uint64(0)
 	for ; slot < cluster.SlotCount; slot, after = slot+1, nil {
-		if st.CountSlot(uint16(slot)) == 0 {
+		if st.CountSlot(uint16(slot)) == 0 || !ctx.c.listsSlot(uint16(slot)) {
 			continue
 		}
 		var last []byte
@@ -395,7 +395,7 @@ func randomkeyCmd(ctx *Ctx) (resp.Value, error) {
 	for i := range cluster.SlotCount {
 		slot := uint16((start + i) % cluster.SlotCount)
 		n := st.CountSlot(slot)
-		if n == 0 {
+		if n == 0 || !ctx.c.listsSlot(slot) {
 			continue
 		}
 		// Walk to a random key of the slot; bounded so a huge slot stays cheap.
@@ -417,7 +417,33 @@ func randomkeyCmd(ctx *Ctx) (resp.Value, error) {
 }
 
 // DBSIZE
-func dbsizeCmd(ctx *Ctx) (resp.Value, error) { return resp.Int(ctx.Store().Len()), nil }
+func dbsizeCmd(ctx *Ctx) (resp.Value, error) {
+	if ctx.srv.repl == nil {
+		return resp.Int(ctx.Store().Len()), nil
+	}
+	var n int64
+	for slot := range uint16(cluster.SlotCount) {
+		if ctx.c.listsSlot(slot) {
+			n += ctx.Store().CountSlot(slot)
+		}
+	}
+	return resp.Int(n), nil
+}
+
+// listsSlot reports whether the keyspace commands (KEYS, SCAN, DBSIZE,
+// RANDOMKEY) show slot's keys to this client: the slots this node is
+// primary of, as a Redis Cluster master shows its own, and after READONLY
+// also the slots it replicates.
+func (c *client) listsSlot(slot uint16) bool {
+	r := c.srv.repl
+	if r == nil {
+		return true
+	}
+	if _, ok, tryAgain, _ := r.Route(slot); ok || tryAgain {
+		return true
+	}
+	return c.readonly && r.HoldsSlot(slot)
+}
 
 // FLUSHDB [ASYNC|SYNC] / FLUSHALL [ASYNC|SYNC]
 func flushCmd(ctx *Ctx) (resp.Value, error) {
