@@ -48,23 +48,48 @@ func (r *Replicator) StreamSlot(slot uint16) ([]byte, error) {
 }
 
 // InSync reports whether node id, as a replica of this node, holds every
-// slot this node is primary of and id replicates.
+// slot this node is primary of and id replicates. A node this node does
+// not (yet) see alive is not in sync: it replicates nothing here, and a
+// "yes" would only mean that gossip had not told this node about it.
 func (r *Replicator) InSync(id string) bool {
 	p := r.c.Placement()
+	if !p.Alive(id) {
+		return false
+	}
 	l := r.existingLink(id)
-	for s := range SlotCount {
-		slot := uint16(s)
-		pm, ok := p.Primary(slot)
-		if !ok || pm.ID != r.self {
-			continue
-		}
-		for _, m := range p.Replicas(slot) {
-			if m.ID == id && (l == nil || !l.inSync(slot) || r.takingOver[s].Load()) {
-				return false
+	marked := func() (bool, bool) {
+		replicates := false
+		for s := range SlotCount {
+			slot := uint16(s)
+			pm, ok := p.Primary(slot)
+			if !ok || pm.ID != r.self {
+				continue
+			}
+			for _, m := range p.Replicas(slot) {
+				if m.ID != id {
+					continue
+				}
+				replicates = true
+				if l == nil || !l.inSync(slot) || r.takingOver[s].Load() {
+					return false, true
+				}
 			}
 		}
+		return true, replicates
 	}
-	return true
+	ok, replicates := marked()
+	if !ok || !replicates {
+		return ok
+	}
+	// The marks hold for the connection they were earned on; a round trip
+	// on it proves that the process at the other end is still the one that
+	// was synced (a restarted node resets the connection, which clears
+	// them), even if no write has crossed it since.
+	if _, err := l.do(2*time.Second, []byte("PING")); err != nil {
+		return false
+	}
+	ok, _ = marked()
+	return ok
 }
 
 // AllInSync reports whether every replica of every slot this node is
