@@ -129,6 +129,10 @@ func (r *Replicator) Join(ctx context.Context) error {
 	lastLog := time.Now()
 	for {
 		p := r.c.Placement()
+		// Gossip has admitted this node, but the placement may not yet
+		// show the others: with nobody else in it every slot looks
+		// sourceless, and the node would call itself done.
+		known := p.AliveCount() >= r.c.NumMembers() && p.AliveCount() > 1
 		sources := map[string]Member{}
 		slots := 0
 		for s := range SlotCount {
@@ -147,7 +151,7 @@ func (r *Replicator) Join(ctx context.Context) error {
 				waiting++
 			}
 		}
-		if waiting == 0 && slots > 0 {
+		if known && waiting == 0 && slots > 0 {
 			break
 		}
 		if time.Since(lastLog) > 5*time.Second {

@@ -141,6 +141,9 @@ func (p *Placement) InTarget(id string, slot uint16) bool {
 // Target is slot's target preference list (shared; do not modify).
 func (p *Placement) Target(slot uint16) []Member { return p.target.Preference(slot) }
 
+// AliveCount is the number of alive nodes, this one included.
+func (p *Placement) AliveCount() int { return len(p.alive) }
+
 // Alive reports whether gossip sees node id alive.
 func (p *Placement) Alive(id string) bool { return p.alive[id] }
 
