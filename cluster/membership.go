@@ -169,6 +169,7 @@ type Cluster struct {
 	fp         string
 	graceTimer *time.Timer
 
+	left    atomic.Bool   // Leave was called: no more announcements
 	changed chan struct{} // membership changed; coalesced
 	stop    chan struct{}
 	done    chan struct{}
@@ -224,6 +225,9 @@ func Start(cfg Config) (*Cluster, error) {
 	mc.ProbeTimeout = cfg.ProbeTimeout
 	mc.GossipInterval = cfg.GossipInterval
 	mc.SuspicionMult = cfg.SuspicionMult
+	// Full state exchanges repair whatever gossip missed; a few nodes'
+	// state is small, so they can be frequent.
+	mc.PushPullInterval = 5 * time.Second
 	mc.Delegate = &delegate{c}
 	mc.Events = &eventDelegate{c}
 	mc.Logger = log.New(&slogWriter{log: c.log}, "", 0)
@@ -361,13 +365,43 @@ func (c *Cluster) SetState(s State) error {
 	c.metaMu.Unlock()
 	c.encodeMeta()
 	c.notify()
-	return c.ml.UpdateNode(5 * time.Second)
+	err := c.ml.UpdateNode(2 * time.Second)
+	// One gossip broadcast of the change is not always enough: seen in
+	// tests, two nodes turning active together could each miss the
+	// other's update until the next full state exchange. Announcing again
+	// (with a fresh incarnation) a few times makes it arrive.
+	go c.reannounce()
+	if err != nil {
+		c.log.Warn("state change not yet confirmed by gossip; announcing again", "state", s, "err", err)
+	}
+	return nil
+}
+
+// reannounce repeats this node's metadata broadcast a few times after a
+// change.
+func (c *Cluster) reannounce() {
+	for _, d := range []time.Duration{200 * time.Millisecond, time.Second, 3 * time.Second} {
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(d):
+		}
+		if c.left.Load() {
+			return // An alive message now would undo the goodbye.
+		}
+		if err := c.ml.UpdateNode(time.Second); err != nil {
+			c.log.Debug("re-announce", "err", err)
+		}
+	}
 }
 
 // Leave announces that this node is going away and waits up to timeout for
 // the message to spread, so the others recompute the ring at once instead
 // of waiting for failure detection.
-func (c *Cluster) Leave(timeout time.Duration) error { return c.ml.Leave(timeout) }
+func (c *Cluster) Leave(timeout time.Duration) error {
+	c.left.Store(true)
+	return c.ml.Leave(timeout)
+}
 
 // Shutdown stops gossip without a goodbye (as a crash would look to others).
 func (c *Cluster) Shutdown() error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -128,6 +129,42 @@ func TestFlushAllInCluster(t *testing.T) {
 	for _, n := range c.Nodes {
 		if got := n.Store.Len(); got != 0 {
 			t.Errorf("node %s holds %d keys after FLUSHALL everywhere", n.Addr, got)
+		}
+	}
+}
+
+// TestGraceExpiryRebuildsCopies kills a node and checks that, once its
+// grace period is over, every slot has RF copies again on the survivors:
+// each key is on both nodes CLUSTER SLOTS lists for it.
+func TestGraceExpiryRebuildsCopies(t *testing.T) {
+	c := servertest.StartCluster(t, 3)
+	ctx := servertest.Ctx(t)
+	rdb := c.Client()
+	const keys = 2000
+	for i := range keys {
+		if err := rdb.Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	c.Kill(c.Nodes[2])
+	c.WaitConverged(30 * time.Second) // The grace period (2 s in tests) is over.
+	t.Logf("converged %v", time.Since(start))
+	servertest.Eventually(t, 30*time.Second, "every key on both survivors", func() bool {
+		for _, n := range c.Alive() {
+			if n.Store.Len() != keys {
+				t.Logf("%s %d", n.Addr, n.Store.Len())
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range c.Alive() {
+		for i := range keys {
+			k := fmt.Sprintf("k%d", i)
+			if v, ok, _ := n.Store.Get(cluster.KeySlot([]byte(k)), []byte(k)); !ok || string(v.Value) != fmt.Sprint(i) {
+				t.Fatalf("node %s: %s = %q, %v", n.Addr, k, v.Value, ok)
+			}
 		}
 	}
 }

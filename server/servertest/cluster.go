@@ -3,8 +3,6 @@ package servertest
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strconv"
 	"testing"
@@ -36,7 +34,7 @@ func FastGossip() cluster.Config {
 	cc.JoinTimeout = 10 * time.Second
 	// Short, so that tests of a dead node see the ring without it soon.
 	cc.GracePeriod = 2 * time.Second
-	cc.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cc.Logger = TestLogger()
 	return cc
 }
 

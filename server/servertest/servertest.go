@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func newNode(t testing.TB, opts ...Option) *Node {
 	t.Helper()
 	cfg := server.DefaultConfig()
 	cfg.Port = 0
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logger = TestLogger()
 	so := storage.DefaultOptions()
 	so.Dir = t.TempDir()
 	so.Logger = cfg.Logger
@@ -182,4 +183,18 @@ func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestLogger is the logger of test nodes: silent, unless the environment
+// sets RINGCACHE_TEST_LOGS (then info and above go to stderr; "debug":
+// everything).
+func TestLogger() *slog.Logger {
+	switch os.Getenv("RINGCACHE_TEST_LOGS") {
+	case "":
+	case "debug":
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	default:
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
