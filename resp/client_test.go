@@ -27,50 +27,31 @@ func clientStartServer(tb testing.TB) string {
 	}
 	var mu sync.Mutex
 	var counter int64
-	srv := redcon.NewServer("", func(conn redcon.Conn, cmd redcon.Command) {
-		switch strings.ToUpper(string(cmd.Args[0])) {
-		case "PING":
-			conn.WriteString("PONG")
-		case "ECHO":
-			if len(cmd.Args) != 2 {
-				conn.WriteError("ERR wrong number of arguments for 'echo' command")
-				return
-			}
-			conn.WriteBulk(cmd.Args[1])
-		case "INCR":
+	stop := serveTestCommands(tb, ln, map[string]testHandler{
+		"INCR": func(conn redcon.Conn, _ redcon.Command) {
 			mu.Lock()
 			counter++
 			n := counter
 			mu.Unlock()
 			conn.WriteInt64(n)
-		case "LIST":
+		},
+		"LIST": func(conn redcon.Conn, _ redcon.Command) {
 			conn.WriteArray(3)
 			conn.WriteBulkString("a")
 			conn.WriteInt(2)
 			conn.WriteArray(1)
 			conn.WriteString("OK")
-		case "NIL":
-			conn.WriteNull()
-		case "NILARRAY":
-			conn.WriteRaw([]byte("*-1\r\n"))
-		case "SLEEP":
+		},
+		"NIL":      func(conn redcon.Conn, _ redcon.Command) { conn.WriteNull() },
+		"NILARRAY": func(conn redcon.Conn, _ redcon.Command) { conn.WriteRaw([]byte("*-1\r\n")) },
+		"SLEEP": func(conn redcon.Conn, cmd redcon.Command) {
 			// No reply yet: a test of read deadlines.
 			d, _ := strconv.Atoi(string(cmd.Args[1]))
 			time.Sleep(time.Duration(d) * time.Millisecond)
 			conn.WriteString("OK")
-		default:
-			conn.WriteError("ERR unknown command '" + string(cmd.Args[0]) + "'")
-		}
-	}, nil, nil)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	tb.Cleanup(func() {
-		_ = srv.Close()
-		<-done
+		},
 	})
+	tb.Cleanup(stop)
 	return ln.Addr().String()
 }
 

@@ -509,17 +509,12 @@ func guardStartServerFunc(tb testing.TB, guarded bool, lim func() Limits) (addr 
 	}
 	var mu sync.Mutex
 	data := map[string][]byte{}
-	srv := redcon.NewServer("", func(conn redcon.Conn, cmd redcon.Command) {
-		switch strings.ToUpper(string(cmd.Args[0])) {
-		case "PING":
-			conn.WriteString("PONG")
-		case "ECHO":
-			if len(cmd.Args) != 2 {
-				conn.WriteError("ERR wrong number of arguments for 'echo' command")
-				return
-			}
-			conn.WriteBulk(cmd.Args[1])
-		case "SET":
+	var l net.Listener = ln
+	if guarded {
+		l = NewGuardListener(ln, lim)
+	}
+	return ln.Addr().String(), serveTestCommands(tb, l, map[string]testHandler{
+		"SET": func(conn redcon.Conn, cmd redcon.Command) {
 			if len(cmd.Args) != 3 {
 				conn.WriteError("ERR wrong number of arguments for 'set' command")
 				return
@@ -528,7 +523,8 @@ func guardStartServerFunc(tb testing.TB, guarded bool, lim func() Limits) (addr 
 			data[string(cmd.Args[1])] = bytes.Clone(cmd.Args[2])
 			mu.Unlock()
 			conn.WriteString("OK")
-		case "GET":
+		},
+		"GET": func(conn redcon.Conn, cmd redcon.Command) {
 			if len(cmd.Args) != 2 {
 				conn.WriteError("ERR wrong number of arguments for 'get' command")
 				return
@@ -541,23 +537,8 @@ func guardStartServerFunc(tb testing.TB, guarded bool, lim func() Limits) (addr 
 				return
 			}
 			conn.WriteBulk(v)
-		default:
-			conn.WriteError("ERR unknown command '" + string(cmd.Args[0]) + "'")
-		}
-	}, nil, nil)
-	var l net.Listener = ln
-	if guarded {
-		l = NewGuardListener(ln, lim)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(l)
-	}()
-	return ln.Addr().String(), func() {
-		_ = srv.Close()
-		<-done
-	}
+		},
+	})
 }
 
 // guardTalk sends req on a new connection, half-closes nothing, and reads until
