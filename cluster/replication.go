@@ -341,7 +341,13 @@ func (r *Replicator) watch(p *Placement) {
 	}
 	r.mu.Lock()
 	links := make([]*link, 0, len(r.links))
-	for _, l := range r.links {
+	for id, l := range r.links {
+		if !p.Alive(id) {
+			// Gone (dead or left): a new link is made if it comes back.
+			l.close()
+			delete(r.links, id)
+			continue
+		}
 		links = append(links, l)
 	}
 	r.mu.Unlock()
@@ -518,7 +524,7 @@ func (r *Replicator) repairLoop() {
 	defer r.wg.Done()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
-	lastAE := time.Now()
+	lastAE, lastPing := time.Now(), time.Now()
 	lastChange, lastEpoch := time.Now(), uint64(0)
 	running := map[string]bool{}
 	var mu sync.Mutex
@@ -536,6 +542,18 @@ func (r *Replicator) repairLoop() {
 		antiEntropy := time.Since(lastAE) >= r.cfg.AntiEntropyInterval
 		if antiEntropy {
 			lastAE = time.Now()
+		}
+		if time.Since(lastPing) >= time.Second {
+			// A heartbeat on every link, as Redis replicas ack every
+			// second: it keeps INFO's lag meaningful, and finds a
+			// connection to a restarted peer broken without waiting for a
+			// write.
+			lastPing = time.Now()
+			r.mu.Lock()
+			for _, l := range r.links {
+				l.send(&call{args: [][]byte{[]byte("PING")}})
+			}
+			r.mu.Unlock()
 		}
 		// The slots each replica should hold of this node's primaries.
 		need := map[string][]uint16{}
