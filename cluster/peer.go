@@ -51,12 +51,19 @@ type call struct {
 	reply resp.Value
 	err   error
 	gen   uint64 // the connection it went out on
+	// outOfSync, when set, is the link whose peer falls out of sync if the
+	// call fails: a replicated batch it did not apply, even one nobody
+	// waits for, means it lacks writes.
+	outOfSync *link
 }
 
 func (c *call) finish(v resp.Value, err error) {
 	c.reply, c.err = v, err
 	if err == nil && v.Kind == resp.KindError {
 		c.err = resp.Error(v.Str)
+	}
+	if c.err != nil && c.outOfSync != nil {
+		c.outOfSync.dropSync(fmt.Sprintf("a replicated batch failed: %v", c.err))
 	}
 	close(c.done)
 }

@@ -269,7 +269,7 @@ func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
 	}
 	for i := range sh.targets {
 		t := &sh.targets[i]
-		t.c = t.l.send(&call{batch: batches[t.l.id]})
+		t.c = t.l.send(&call{batch: batches[t.l.id], outOfSync: t.l})
 	}
 	return sh
 }
