@@ -10,6 +10,7 @@ import (
 
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/server/servertest"
+	"github.com/ringcache/ringcache/storage"
 )
 
 // primaryAndReplica returns the primary and the first replica of key's slot.
@@ -166,5 +167,57 @@ func TestGraceExpiryRebuildsCopies(t *testing.T) {
 				t.Fatalf("node %s: %s = %q, %v", n.Addr, k, v.Value, ok)
 			}
 		}
+	}
+}
+
+// TestTakeoverMergesSurvivingReplicas checks the merge before a failover:
+// with RF 3, a state that only the third node holds (as if the second had
+// missed it) is what the new primary serves once the primary dies.
+func TestTakeoverMergesSurvivingReplicas(t *testing.T) {
+	c := servertest.StartClusterRF(t, 3, 3)
+	ctx := servertest.Ctx(t)
+	const key = "merge-me"
+	slot := cluster.KeySlot([]byte(key))
+	pref := c.Nodes[0].Cluster.Ring().Preference(slot)
+	if len(pref) != 3 {
+		t.Fatalf("slot %d has %d nodes, want 3", slot, len(pref))
+	}
+	byID := map[string]*servertest.Node{}
+	for _, n := range c.Nodes {
+		byID[n.Cluster.Self().ID] = n
+	}
+	primary := byID[pref[0].ID]
+	if err := primary.Client().Set(ctx, key, "old", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A newer state, written on the primary's store directly so that it
+	// is not replicated.
+	var newest storage.Mutation
+	err := primary.Store.Do(func(tx *storage.Tx) {
+		tx.Set(slot, []byte(key), []byte("newest"), 0)
+		newest = tx.Mutations()[0]
+		newest.Key = append([]byte(nil), newest.Key...)
+		newest.Rec.Value = append([]byte(nil), newest.Rec.Value...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ring's order says who takes over: the second of the list. Only
+	// the third gets the newest state.
+	if err := byID[pref[2].ID].Store.Do(func(tx *storage.Tx) { tx.Apply(newest) }); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(primary)
+	// The first answer the new primary gives (not MOVED, not TRYAGAIN)
+	// must already be the merged state.
+	next := byID[pref[1].ID].Client()
+	var v string
+	servertest.Eventually(t, 30*time.Second, "the new primary to serve the slot", func() bool {
+		var err error
+		v, err = next.Get(ctx, key).Result()
+		return err == nil
+	})
+	if v != "newest" {
+		t.Fatalf("the new primary's first answer: %q, want the state merged from the other replica", v)
 	}
 }

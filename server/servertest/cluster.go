@@ -19,6 +19,8 @@ type Cluster struct {
 	Nodes []*Node
 	// Key is the shared --cluster-key of the nodes.
 	Key string
+	// Replicas is the replication factor of the nodes (0: the default).
+	Replicas int
 }
 
 // FastGossip returns membership settings with failure detection within a
@@ -42,7 +44,13 @@ func FastGossip() cluster.Config {
 // node agrees on a ring of all n.
 func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Key: "test-cluster-key"}
+	return StartClusterRF(t, n, 0, opts...)
+}
+
+// StartClusterRF is StartCluster with replication factor rf.
+func StartClusterRF(t testing.TB, n, rf int, opts ...Option) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Key: "test-cluster-key", Replicas: rf}
 	for range n {
 		c.AddNode(opts...)
 	}
@@ -56,6 +64,9 @@ func (c *Cluster) NodeConfig() cluster.Config {
 	cc := FastGossip()
 	cc.NodeID = cluster.NewNodeID()
 	cc.SecretKey = c.Key
+	if c.Replicas > 0 {
+		cc.Replicas = c.Replicas
+	}
 	for _, n := range c.Nodes {
 		if !n.closed {
 			cc.Join = []string{"127.0.0.1:" + strconv.Itoa(n.Cluster.GossipPort())}
