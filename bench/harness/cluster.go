@@ -17,19 +17,20 @@ import (
 const ClusterSlots = 16384
 
 // CreateRedisCluster joins the redis-server nodes at addrs (host:port,
-// each started with RedisClusterArgs) into one cluster of masters without
-// replicas, the slots split evenly, using
+// each started with RedisClusterArgs) into one cluster with replicas
+// replicas per master (0: masters only), the slots split evenly over
+// len(addrs)/(replicas+1) masters, using
 //
-//	redis-cli --cluster create addrs... --cluster-replicas 0 --cluster-yes
+//	redis-cli --cluster create addrs... --cluster-replicas N --cluster-yes
 //
 // The command is killed if ctx ends or timeout passes; redis-cli waits for
 // the nodes to agree with no bound of its own. Its output (colour codes
 // removed) is included in the error on failure.
-func CreateRedisCluster(ctx context.Context, redisCLI string, addrs []string, timeout time.Duration) error {
+func CreateRedisCluster(ctx context.Context, redisCLI string, addrs []string, replicas int, timeout time.Duration) error {
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	cmd := exec.CommandContext(runCtx, redisCLI, args...)
 	// Same process handling as redis-benchmark: its own group, killed as a
 	// group, and gone if the harness dies.
@@ -271,4 +272,121 @@ func SumMem(servers []*Server) (MemStat, error) {
 		total.HWMKiB += m.HWMKiB
 	}
 	return total, nil
+}
+
+// InfoFields parses the "key:value" lines of an INFO reply (section
+// headers and blank lines are skipped).
+func InfoFields(s string) map[string]string { return ParseClusterInfo(s) }
+
+// CheckReplicatedView checks one node's CLUSTER INFO and CLUSTER NODES
+// replies against a Redis Cluster of masters masters with replicas
+// (every address in want listed once, none failing or in handshake,
+// masters masters covering all slots, the rest replicas).
+func CheckReplicatedView(info, nodes string, want []string, masters int) error {
+	im := ParseClusterInfo(info)
+	if st := im["cluster_state"]; st != "ok" {
+		return fmt.Errorf("cluster_state:%s", st)
+	}
+	if k := im["cluster_known_nodes"]; k != strconv.Itoa(len(want)) {
+		return fmt.Errorf("cluster_known_nodes:%s, want %d", k, len(want))
+	}
+	ns, err := ParseClusterNodes(nodes)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	nm, total := 0, 0
+	for _, n := range ns {
+		if !slices.Contains(want, n.Addr) || seen[n.Addr] {
+			return fmt.Errorf("CLUSTER NODES lists unexpected or repeated address %s", n.Addr)
+		}
+		seen[n.Addr] = true
+		for _, bad := range []string{"handshake", "noaddr", "fail", "fail?"} {
+			if slices.Contains(n.Flags, bad) {
+				return fmt.Errorf("node %s is flagged %s", n.Addr, bad)
+			}
+		}
+		if slices.Contains(n.Flags, "master") && n.Slots > 0 {
+			nm++
+			total += n.Slots
+		}
+	}
+	switch {
+	case len(seen) != len(want):
+		return fmt.Errorf("CLUSTER NODES lists %d nodes, want %d", len(seen), len(want))
+	case nm != masters:
+		return fmt.Errorf("%d masters with slots, want %d", nm, masters)
+	case total != ClusterSlots:
+		return fmt.Errorf("masters serve %d slots, want %d", total, ClusterSlots)
+	}
+	return nil
+}
+
+// WaitReplicated polls until a cluster is ready to fail over: for a Redis
+// Cluster (masters > 0) every node passes CheckReplicatedView and every
+// replica reports master_link_status:up; for a ringcache cluster
+// (masters == 0) WaitCluster's checks pass and every node is active with
+// all its primary slots in sync on their replicas.
+func WaitReplicated(ctx context.Context, nodes []*Server, masters int, timeout time.Duration) error {
+	if masters == 0 {
+		if err := WaitCluster(ctx, nodes, timeout); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	want := make([]string, len(nodes))
+	for i, n := range nodes {
+		want[i] = n.Addr()
+	}
+	var last error
+	for {
+		last = replicatedOnce(ctx, nodes, want, masters)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if ctx.Err() == context.DeadlineExceeded {
+				return fmt.Errorf("cluster not ready for failover after %v: %v", timeout, last)
+			}
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func replicatedOnce(ctx context.Context, nodes []*Server, want []string, masters int) error {
+	for _, n := range nodes {
+		if err := n.CheckAlive(); err != nil {
+			return err
+		}
+		if masters > 0 {
+			info, err := Command(ctx, n.Addr(), "CLUSTER", "INFO")
+			if err != nil {
+				return err
+			}
+			list, err := Command(ctx, n.Addr(), "CLUSTER", "NODES")
+			if err != nil {
+				return err
+			}
+			if err := CheckReplicatedView(info, list, want, masters); err != nil {
+				return fmt.Errorf("%s: %w", n.Addr(), err)
+			}
+		}
+		repl, err := Command(ctx, n.Addr(), "INFO", "replication")
+		if err != nil {
+			return err
+		}
+		f := InfoFields(repl)
+		switch {
+		case f["role"] == "slave" && f["master_link_status"] != "up":
+			return fmt.Errorf("%s: replica link %s", n.Addr(), f["master_link_status"])
+		case masters == 0 && f["ringcache_state"] != "active":
+			return fmt.Errorf("%s: ringcache_state %s", n.Addr(), f["ringcache_state"])
+		case masters == 0 && f["ringcache_primary_slots_all_in_sync"] != f["ringcache_primary_slots"]:
+			return fmt.Errorf("%s: %s of %s primary slots in sync", n.Addr(), f["ringcache_primary_slots_all_in_sync"], f["ringcache_primary_slots"])
+		}
+	}
+	return nil
 }

@@ -298,7 +298,7 @@ func TestRedisClusterEndToEnd(t *testing.T) {
 		nodes = append(nodes, srv)
 		addrs = append(addrs, srv.Addr())
 	}
-	if err := CreateRedisCluster(ctx, cli, addrs, time.Minute); err != nil {
+	if err := CreateRedisCluster(ctx, cli, addrs, 0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if err := WaitCluster(ctx, nodes, 30*time.Second); err != nil {

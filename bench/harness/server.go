@@ -265,3 +265,17 @@ func parseProcStatus(data []byte) (MemStat, error) {
 	}
 	return m, nil
 }
+
+// Kill sends SIGKILL to the server's process group, as kill -9 would,
+// and returns once the process has been reaped (or after five seconds).
+// The time the caller takes right after Kill returns is the moment the
+// server is gone.
+func (s *Server) Kill() error {
+	killGroup(s.cmd.Process)
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", s.Spec.Name, s.PID())
+	}
+}

@@ -71,7 +71,7 @@ func startRedisCluster(ctx context.Context, ws *harness.Workspace, cfg *config, 
 		addrs = append(addrs, srv.Addr())
 	}
 	logf("redis-cli --cluster create (%d masters, no replicas)", len(addrs))
-	if err := harness.CreateRedisCluster(ctx, cli, addrs, cfg.readyTimeout); err != nil {
+	if err := harness.CreateRedisCluster(ctx, cli, addrs, 0, cfg.readyTimeout); err != nil {
 		return nil, err
 	}
 	if err := harness.WaitCluster(ctx, nodes, cfg.readyTimeout); err != nil {
