@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -166,7 +167,7 @@ func (r *Replicator) Join(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	if err := r.c.SetState(StateActive); err != nil {
+	if err := r.announce(ctx, StateActive); err != nil {
 		return err
 	}
 	r.log.Info("joined: this node is active and serves its slots", "took", time.Since(start).Round(time.Millisecond), "keys", r.store.Len())
@@ -178,7 +179,7 @@ func (r *Replicator) Join(ctx context.Context) error {
 // primary (this node, or another), and returns; the caller then leaves
 // gossip and exits.
 func (r *Replicator) Leave(ctx context.Context) error {
-	if err := r.c.SetState(StateLeaving); err != nil {
+	if err := r.announce(ctx, StateLeaving); err != nil {
 		return err
 	}
 	r.log.Info("leaving: handing slots over")
@@ -226,7 +227,56 @@ func (r *Replicator) Leave(ctx context.Context) error {
 	// Said before gossip's goodbye, so that the others know the slots are
 	// safe elsewhere and drop this node at once instead of waiting out a
 	// grace period.
-	return r.c.SetState(StateLeft)
+	return r.announce(ctx, StateLeft)
+}
+
+// announce changes this node's state and waits (a few seconds at most)
+// until every other alive node sees it: the others act on it (new
+// replicas for a leaving node; dropping a node that left rather than
+// waiting out a grace period for it), and gossip alone does not always
+// deliver one update promptly.
+func (r *Replicator) announce(ctx context.Context, s State) error {
+	if err := r.c.SetState(s); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	want := []byte(s.String())
+	for {
+		p := r.c.Placement()
+		pending := 0
+		for id, alive := range p.alive {
+			if !alive || id == r.self {
+				continue
+			}
+			l := r.linkTo(Member{ID: id, Addr: p.addrs[id]})
+			v, err := l.do(time.Second, []byte(StateCommand), []byte(r.self))
+			if err != nil || !bytes.Equal(v.Bytes, want) {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			r.log.Warn("some nodes have not seen this node's new state yet", "state", s, "nodes", pending)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// StateOf is the state this node sees for node id ("unknown" if it does
+// not see it alive): the answer to StateCommand.
+func (r *Replicator) StateOf(id string) string {
+	p := r.c.Placement()
+	if !p.Alive(id) {
+		return "unknown"
+	}
+	return p.State(id).String()
 }
 
 // Info is the INFO replication section's fields.

@@ -22,6 +22,7 @@ const (
 	DigestCommand = "ringcache.digest" // <slots>: replies the slots' digests
 	StreamCommand = "ringcache.stream" // <slot>: replies every stored state of the slot as a batch
 	InSyncCommand = "ringcache.insync" // <id>: 1 if this node, as primary, has node id in sync for all its slots
+	StateCommand  = "ringcache.state"  // <id>: the state this node sees node id in
 )
 
 // errLinkDown is returned for calls on a connection that broke.

@@ -41,14 +41,15 @@ type Placement struct {
 	// a range with no nodes has no primary.
 	roles *Ring
 	alive map[string]bool
-	// States of the alive nodes.
+	// States and addresses of the alive nodes.
 	states map[string]State
+	addrs  map[string]string
 }
 
 // newPlacement computes the placement of the known nodes.
 func newPlacement(nodes []*nodeRecord, vnodes, replicas int, epoch uint64) *Placement {
 	var serve, target []Member
-	p := &Placement{Epoch: epoch, alive: map[string]bool{}, states: map[string]State{}}
+	p := &Placement{Epoch: epoch, alive: map[string]bool{}, states: map[string]State{}, addrs: map[string]string{}}
 	eligible := map[string]bool{}
 	for _, n := range nodes {
 		m := Member{ID: n.meta.ID, Addr: n.meta.Addr}
@@ -56,6 +57,7 @@ func newPlacement(nodes []*nodeRecord, vnodes, replicas int, epoch uint64) *Plac
 		if n.alive {
 			p.alive[m.ID] = true
 			p.states[m.ID] = st
+			p.addrs[m.ID] = m.Addr
 			eligible[m.ID] = st == StateActive || st == StateLeaving
 		}
 		switch {

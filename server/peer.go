@@ -25,6 +25,7 @@ func peerCommands() []*Command {
 		internal(cluster.DigestCommand, 2, 0, digestCmd),
 		internal(cluster.StreamCommand, 2, 0, streamCmd),
 		internal(cluster.InSyncCommand, 2, 0, inSyncCmd),
+		internal(cluster.StateCommand, 2, 0, stateCmd),
 	}
 }
 
@@ -83,6 +84,11 @@ func streamCmd(ctx *Ctx) (resp.Value, error) {
 		return resp.Value{}, resp.Error("ERR " + err.Error())
 	}
 	return resp.Bulk(b), nil
+}
+
+// RINGCACHE.STATE id
+func stateCmd(ctx *Ctx) (resp.Value, error) {
+	return resp.BulkString(ctx.srv.repl.StateOf(string(ctx.Args[1]))), nil
 }
 
 // RINGCACHE.INSYNC id

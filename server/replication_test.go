@@ -82,6 +82,7 @@ func TestInternalCommandsRefused(t *testing.T) {
 		{cluster.DigestCommand, ""},
 		{cluster.StreamCommand, "0"},
 		{cluster.InSyncCommand, "x"},
+		{cluster.StateCommand, "x"},
 	} {
 		err := rdb.Do(ctx, cmd...).Err()
 		if err == nil || !strings.HasPrefix(err.Error(), "NOPERM ") {
