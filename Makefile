@@ -47,7 +47,7 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz FuzzCommand -fuzztime $(FUZZTIME)
 
 bench:
-	$(GO) run ./bench/sidebyside
+	$(GO) run ./bench/suite $(ARGS)
 
 bench-ring:
 	$(GO) run ./bench/ring

@@ -26,6 +26,10 @@ type BenchSpec struct {
 	Pipeline int      // -P, requests per pipeline
 	DataSize int      // -d, value size in bytes
 	Extra    []string // appended verbatim (e.g. --threads 2)
+	// Command, if set, replaces -t: redis-benchmark runs this command
+	// (with __rand_int__ placeholders drawn from -r) instead of its
+	// built-in tests, and reports it under its text.
+	Command []string
 	// Timeout bounds the whole invocation; zero means no bound beyond ctx.
 	Timeout time.Duration
 	// Cluster adds --cluster: redis-benchmark reads CLUSTER NODES from
@@ -57,16 +61,20 @@ func (b BenchSpec) Args() ([]string, error) {
 // output machine readable and also turns off the interactive progress
 // display.
 func (b BenchSpec) LoadArgs() []string {
-	args := []string{
-		"-t", b.Tests,
+	var args []string
+	if len(b.Command) == 0 {
+		args = append(args, "-t", b.Tests)
+	}
+	args = append(args,
 		"-n", strconv.Itoa(b.Requests),
 		"-r", strconv.Itoa(b.Keyspace),
 		"-c", strconv.Itoa(b.Clients),
 		"-P", strconv.Itoa(b.Pipeline),
 		"-d", strconv.Itoa(b.DataSize),
 		"--csv",
-	}
-	return append(args, b.Extra...)
+	)
+	args = append(args, b.Extra...)
+	return append(args, b.Command...)
 }
 
 func splitHostPort(addr string) (string, string, error) {

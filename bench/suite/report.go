@@ -1,0 +1,398 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ringcache/ringcache/bench/harness"
+)
+
+// results collects every phase's figures for the report.
+type results struct {
+	cfg                                   *config
+	started, finished                     time.Time
+	rcVersion, redisVersion, benchVersion string
+	pairs                                 []*pairResult
+	mem                                   []memResult
+	fail                                  []*failResult
+	scale                                 *scaleResult
+}
+
+// estimate is the planned duration of the whole run, in seconds.
+func estimate(c *config) float64 {
+	var t float64
+	for _, ph := range []struct {
+		on  bool
+		est float64
+	}{{c.throughput, estThroughput(c)}, {c.memory, estMemory(c)}, {c.failover, estFailover(c)}, {c.scale, estScale(c)}} {
+		if ph.on {
+			t += ph.est
+		}
+	}
+	return t + 10
+}
+
+// write writes <name>.md, <name>.csv and the charts, and prints the
+// Markdown to stdout.
+func (r *results) write(logf func(string, ...any)) error {
+	base := filepath.Join(r.cfg.outDir, r.cfg.name)
+	charts, err := r.charts()
+	if err != nil {
+		return err
+	}
+	var files []string
+	for _, c := range charts {
+		svg, err := c.chart.SVG()
+		if err != nil {
+			return fmt.Errorf("chart %s: %w", c.file, err)
+		}
+		if err := os.WriteFile(base+"-"+c.file, svg, 0o644); err != nil {
+			return err
+		}
+		files = append(files, base+"-"+c.file)
+	}
+	var md strings.Builder
+	r.markdown(&md, charts)
+	if err := os.WriteFile(base+".md", []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	f, err := os.Create(base + ".csv")
+	if err != nil {
+		return err
+	}
+	if err := r.csv(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Println(md.String())
+	logf("wrote %s.md, %s.csv and %d charts (%s)", base, base, len(files), strings.Join(files, ", "))
+	return nil
+}
+
+// namedChart is a chart and its file name suffix.
+type namedChart struct {
+	file, caption string
+	chart         harness.BarChart
+}
+
+func (r *results) charts() ([]namedChart, error) {
+	var out []namedChart
+	for _, pair := range []string{"single", "cluster"} {
+		var cats []string
+		var a, b, ratio, lo, hi []float64
+		var sides [2]string
+		for _, pr := range r.pairs {
+			if pr.pair != pair {
+				continue
+			}
+			sides = pr.sides
+			for _, row := range pr.rows {
+				cats = append(cats, row.Test+"\n"+pr.label())
+				a = append(a, row.Stats[0].RPS)
+				b = append(b, row.Stats[1].RPS)
+				ratio = append(ratio, row.Ratio)
+				lo = append(lo, row.RatioMin)
+				hi = append(hi, row.RatioMax)
+			}
+		}
+		if len(cats) == 0 {
+			continue
+		}
+		out = append(out,
+			namedChart{file: "ops-" + pair + ".svg", caption: fmt.Sprintf("ops/s by test, %s vs %s (median over rounds)", sides[1], sides[0]),
+				chart: harness.BarChart{Title: fmt.Sprintf("%s vs %s: ops/s (median)", sides[1], sides[0]), YLabel: "ops/s",
+					Categories: cats, Series: []harness.BarSeries{{Name: sides[0], Values: a}, {Name: sides[1], Values: b}}}},
+			namedChart{file: "ratio-" + pair + ".svg", caption: fmt.Sprintf("ratio %s / %s (median, bars min..max over rounds; dashed: parity)", sides[1], sides[0]),
+				chart: harness.BarChart{Title: fmt.Sprintf("%s / %s ops/s (1 = parity)", sides[1], sides[0]), YLabel: "ratio",
+					Categories: cats, RefLine: 1, Series: []harness.BarSeries{{Values: ratio, Lo: lo, Hi: hi}}}})
+	}
+	if len(r.mem) > 0 {
+		var cats []string
+		var v []float64
+		for _, m := range r.mem {
+			cats = append(cats, wrap(m.name))
+			v = append(v, m.bytesPerKey())
+		}
+		out = append(out, namedChart{file: "memory.svg", caption: "RSS growth per loaded key (all copies)",
+			chart: harness.BarChart{Title: fmt.Sprintf("bytes of RSS per key (%d keys, %d-byte values)", r.cfg.keys, r.cfg.valueLen),
+				YLabel: "bytes/key", Categories: cats, Series: []harness.BarSeries{{Values: v}}}})
+	}
+	if len(r.fail) > 0 && len(r.fail[0].times) > 0 {
+		var cats []string
+		var med, lo, hi []float64
+		for _, f := range r.fail {
+			s := seconds(f.times)
+			cats = append(cats, wrap(f.name))
+			med = append(med, harness.Median(s))
+			l, h := harness.MinMax(s)
+			lo, hi = append(lo, l), append(hi, h)
+		}
+		out = append(out, namedChart{file: "failover.svg", caption: "kill -9 of a primary to the first accepted write on its slots (median, bars min..max)",
+			chart: harness.BarChart{Title: fmt.Sprintf("failover: seconds to the first accepted write (%d trials)", len(r.fail[0].times)),
+				YLabel: "seconds", Categories: cats, Series: []harness.BarSeries{{Values: med, Lo: lo, Hi: hi}}}})
+	}
+	if r.scale != nil {
+		var cats []string
+		series := make([]harness.BarSeries, len(r.scale.sizes))
+		for i, n := range r.scale.sizes {
+			series[i].Name = fmt.Sprintf("%d node(s)", n)
+		}
+		for _, row := range r.scale.rows {
+			cats = append(cats, row.Test)
+			for i := range series {
+				series[i].Values = append(series[i].Values, row.Stats[i].RPS)
+			}
+		}
+		out = append(out, namedChart{file: "scale.svg", caption: "ringcache ops/s by cluster size (median over rounds)",
+			chart: harness.BarChart{Title: "ringcache ops/s by cluster size (-P 16, 3-byte values)", YLabel: "ops/s", Categories: cats, Series: series}})
+	}
+	return out, nil
+}
+
+// wrap puts the part after the first comma of a name on a second line.
+func wrap(s string) string { return strings.Replace(s, ", ", "\n", 1) }
+
+func seconds(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = d.Seconds()
+	}
+	return out
+}
+
+// mdTable renders a Markdown table; columns after the first
+// are right-aligned.
+func mdTable(w *strings.Builder, head []string, rows [][]string) {
+	w.WriteString("| " + strings.Join(head, " | ") + " |\n|---|")
+	w.WriteString(strings.Repeat("---:|", len(head)-1) + "\n")
+	for _, r := range rows {
+		for i := range r {
+			r[i] = strings.ReplaceAll(r[i], "|", `\|`)
+		}
+		w.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	w.WriteString("\n")
+}
+
+func f2(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func f3(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
+}
+
+func (r *results) markdown(w *strings.Builder, charts []namedChart) {
+	c := r.cfg
+	fmt.Fprintf(w, "# ringcache beside Redis: %s\n\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "- %s; %s; %s\n", r.rcVersion, r.redisVersion, r.benchVersion)
+	fmt.Fprintf(w, "- %d CPUs, %s, %s; took %s", runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, runtime.Version(), r.finished.Sub(r.started).Round(time.Second))
+	if c.quick {
+		w.WriteString(" (**-quick**: a smoke run, not figures to quote)")
+	}
+	w.WriteString("\n- everything on loopback, every process on the same 2-core machine as redis-benchmark: ratios from one run mean more than absolute ops/s\n\n")
+
+	chartLinks := func(prefix string) {
+		for _, ch := range charts {
+			if strings.HasPrefix(ch.file, prefix) {
+				fmt.Fprintf(w, "![%s](%s-%s)\n\n", ch.caption, c.name, ch.file)
+			}
+		}
+	}
+	if len(r.pairs) > 0 {
+		w.WriteString("## Throughput\n\n")
+		fmt.Fprintf(w, "redis-benchmark -c %d -r %d, one test per run with -n chosen per test from a calibration run for about %gs (single) / %gs (--cluster) per run, "+
+			"%d rounds alternating Redis and ringcache back to back per test. ops/s, p50 and p99 are medians over rounds; "+
+			"ratio = ringcache / Redis ops/s within a round, median and min..max over rounds (>1: ringcache faster).\n\n",
+			c.clients, c.keyspace, c.seconds, c.cseconds, c.rounds)
+		for _, pair := range []string{"single", "cluster"} {
+			var rows [][]string
+			var title string
+			var worstTick float64
+			for _, pr := range r.pairs {
+				if pr.pair != pair {
+					continue
+				}
+				title = fmt.Sprintf("### %s vs %s", pr.sides[1], pr.sides[0])
+				worstTick = max(worstTick, pr.tickBias)
+				for _, row := range pr.rows {
+					a, b := row.Stats[0], row.Stats[1]
+					rows = append(rows, []string{row.Test, strconv.Itoa(pr.pipeline), strconv.Itoa(pr.size), strconv.Itoa(pr.requests[row.Test]),
+						harness.FormatOps(a.RPS), harness.FormatOps(b.RPS), f2(row.Ratio), f2(row.RatioMin) + ".." + f2(row.RatioMax),
+						f3(a.P50Ms), f3(b.P50Ms), f3(a.P99Ms), f3(b.P99Ms)})
+				}
+			}
+			if rows == nil {
+				continue
+			}
+			w.WriteString(title + "\n\n")
+			if pair == "cluster" {
+				fmt.Fprintf(w, "redis-benchmark --cluster (one thread per master; keys hash-tagged per master, so -r keys per master). "+
+					"ringcache: %d nodes, replication factor 2 (every write is acknowledged after its replica has it); Redis Cluster: %d masters, no replicas. "+
+					"Threaded runs end on a 250 ms tick: ops/s may be understated by up to %.0f%% in the shortest run here.\n\n", c.nodes, c.nodes, 100*worstTick)
+			}
+			mdTable(w, []string{"test", "-P", "-d", "-n", "Redis ops/s", "ringcache ops/s", "ratio", "min..max", "Redis p50 ms", "ringcache p50 ms", "Redis p99 ms", "ringcache p99 ms"}, rows)
+			chartLinks("ops-" + pair)
+			chartLinks("ratio-" + pair)
+		}
+	}
+	if len(r.mem) > 0 {
+		w.WriteString("## Memory\n\n")
+		fmt.Fprintf(w, "VmRSS summed over each deployment's processes, on a fresh deployment before and 3 s after loading %d keys (%d-byte keys, %d-byte values) with a pipelined client; "+
+			"bytes/key = RSS growth / keys, so with replication factor 2 it counts both copies. Raw data: %.1f MB (%d bytes per key and value).\n\n",
+			c.keys, c.keyLen, c.valueLen, float64(c.keys*(c.keyLen+c.valueLen))/1e6, c.keyLen+c.valueLen)
+		var rows [][]string
+		for _, m := range r.mem {
+			rows = append(rows, []string{m.name, strconv.Itoa(m.nodes), strconv.Itoa(m.copies), fmt.Sprintf("%.1f", float64(m.before)/1024),
+				fmt.Sprintf("%.1f", float64(m.after)/1024), fmt.Sprintf("%.0f", m.bytesPerKey()), fmt.Sprintf("%.0f", m.bytesPerKey()/float64(m.copies))})
+		}
+		mdTable(w, []string{"deployment", "processes", "copies", "RSS before MB", "RSS after MB", "bytes/key", "bytes/key/copy"}, rows)
+		chartLinks("memory")
+	}
+	if len(r.scale.rowsOrNil()) > 0 {
+		w.WriteString("## Scale\n\n")
+		fmt.Fprintf(w, "ringcache clusters of %v nodes (RF 2 where there are 2 or more), all running at once, rounds alternating between them; "+
+			"redis-benchmark -P 16 -d 3, -n the same for every size; 1 node without --cluster, the others with it. "+
+			"**On %d cores this shows overhead, not speed-up**: every node and redis-benchmark share the same cores, and more nodes add replication and redirect-free routing work, not CPU.\n\n",
+			r.scale.sizes, runtime.NumCPU())
+		head := []string{"test", "-n"}
+		for _, n := range r.scale.sizes {
+			head = append(head, fmt.Sprintf("%d node(s) ops/s", n))
+		}
+		for _, n := range r.scale.sizes[1:] {
+			head = append(head, fmt.Sprintf("%d / 1", n))
+		}
+		var rows [][]string
+		for _, row := range r.scale.rows {
+			line := []string{row.Test, strconv.Itoa(r.scale.n[row.Test])}
+			for _, s := range row.Stats {
+				line = append(line, harness.FormatOps(s.RPS))
+			}
+			for _, s := range row.Stats[1:] {
+				line = append(line, f2(harness.Ratio(s.RPS, row.Stats[0].RPS)))
+			}
+			rows = append(rows, line)
+		}
+		mdTable(w, head, rows)
+		chartLinks("scale")
+	}
+	if len(r.fail) > 0 && len(r.fail[0].times) > 0 {
+		w.WriteString("## Failover\n\n")
+		fmt.Fprintf(w, "A fresh cluster per trial, %d background connections writing; kill -9 of a primary (rotating), then SET of a key in one of its slots to every surviving node every %v, "+
+			"without following redirects: the time is from the kill to the first OK (MOVED, TRYAGAIN, CLUSTERDOWN and connection errors do not count).\n\n", c.loadWorkers, c.probeInterval)
+		var rows [][]string
+		for _, f := range r.fail {
+			s := seconds(f.times)
+			lo, hi := harness.MinMax(s)
+			var each []string
+			for _, x := range s {
+				each = append(each, f2(x))
+			}
+			rows = append(rows, []string{f.name, f.detail, strconv.Itoa(len(s)), f2(harness.Median(s)), f2(lo), f2(hi), strings.Join(each, ", "), mostCommon(f.lastErr)})
+		}
+		mdTable(w, []string{"cluster", "settings", "trials", "median s", "min s", "max s", "each trial s", "last refusal before the OK"}, rows)
+		chartLinks("failover")
+	}
+}
+
+func (s *scaleResult) rowsOrNil() []harness.Row {
+	if s == nil {
+		return nil
+	}
+	return s.rows
+}
+
+// mostCommon returns the most frequent string (the first on a tie).
+func mostCommon(ss []string) string {
+	best, n := "", 0
+	for _, s := range ss {
+		if c := countOf(ss, s); c > n {
+			best, n = s, c
+		}
+	}
+	return best
+}
+
+func countOf(ss []string, s string) int {
+	n := 0
+	for _, x := range ss {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+// csv writes every figure as one row: section, setup, -P, -d, test,
+// target, metric, value (a long format that spreadsheets pivot).
+func (r *results) csv(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	cw.Write([]string{"section", "setup", "pipeline", "value_bytes", "test", "target", "metric", "value"})
+	row := func(section, setup string, pipe, size int, test, target, metric string, v float64) {
+		p, d := "", ""
+		if pipe > 0 {
+			p, d = strconv.Itoa(pipe), strconv.Itoa(size)
+		}
+		val := ""
+		if !math.IsNaN(v) {
+			val = strconv.FormatFloat(v, 'f', -1, 64)
+		}
+		cw.Write([]string{section, setup, p, d, test, target, metric, val})
+	}
+	for _, pr := range r.pairs {
+		for _, x := range pr.rows {
+			for i, s := range x.Stats {
+				row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, pr.sides[i], "ops_s", s.RPS)
+				row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, pr.sides[i], "ops_s_min", s.RPSMin)
+				row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, pr.sides[i], "ops_s_max", s.RPSMax)
+				row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, pr.sides[i], "p50_ms", s.P50Ms)
+				row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, pr.sides[i], "p99_ms", s.P99Ms)
+			}
+			row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, "ringcache/redis", "ratio", x.Ratio)
+			row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, "ringcache/redis", "ratio_min", x.RatioMin)
+			row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, "ringcache/redis", "ratio_max", x.RatioMax)
+			row("throughput", pr.pair, pr.pipeline, pr.size, x.Test, "both", "requests", float64(pr.requests[x.Test]))
+		}
+	}
+	for _, m := range r.mem {
+		row("memory", m.name, 0, 0, "", m.name, "rss_before_kib", float64(m.before))
+		row("memory", m.name, 0, 0, "", m.name, "rss_after_kib", float64(m.after))
+		row("memory", m.name, 0, 0, "", m.name, "bytes_per_key", m.bytesPerKey())
+		row("memory", m.name, 0, 0, "", m.name, "copies", float64(m.copies))
+	}
+	if r.scale != nil {
+		for _, x := range r.scale.rows {
+			for i, s := range x.Stats {
+				name := fmt.Sprintf("ringcache %d node(s)", r.scale.sizes[i])
+				row("scale", "ringcache", 16, 3, x.Test, name, "ops_s", s.RPS)
+				row("scale", "ringcache", 16, 3, x.Test, name, "ops_s_min", s.RPSMin)
+				row("scale", "ringcache", 16, 3, x.Test, name, "ops_s_max", s.RPSMax)
+			}
+		}
+	}
+	for _, f := range r.fail {
+		for i, t := range f.times {
+			row("failover", f.detail, 0, 0, "trial "+strconv.Itoa(i+1), f.name, "seconds", t.Seconds())
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
