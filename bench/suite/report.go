@@ -395,4 +395,3 @@ func (r *results) csv(w io.Writer) error {
 	cw.Flush()
 	return cw.Error()
 }
-
