@@ -212,10 +212,13 @@ func calibratedRate(n int, rps float64, threaded bool) float64 {
 // faster one running shorter. At least 1000, rounded to 1000.
 func requestsFor(secs, rateA, rateB float64) int {
 	rate := math.Sqrt(rateA * rateB)
-	if math.IsNaN(rate) || rate <= 0 {
-		rate = max(rateA, rateB, 10000)
-		if math.IsNaN(rate) {
-			rate = 10000
+	if !(rate > 0) {
+		// One side unknown (a failed calibration): the other, or a guess.
+		rate = 10000
+		for _, r := range []float64{rateA, rateB} {
+			if r > 0 {
+				rate = r
+			}
 		}
 	}
 	return max(int(math.Round(secs*rate/1000))*1000, 1000)
