@@ -270,7 +270,7 @@ func (r *results) markdown(w *strings.Builder, charts []namedChart) {
 		w.WriteString("## Scale\n\n")
 		fmt.Fprintf(w, "ringcache clusters of %v nodes (RF 2 where there are 2 or more), all running at once, rounds alternating between them; "+
 			"redis-benchmark -P 16 -d 3, -n the same for every size; 1 node without --cluster, the others with it. "+
-			"**On %d cores this shows overhead, not speed-up**: every node and redis-benchmark share the same cores, and more nodes add replication and redirect-free routing work, not CPU.\n\n",
+			"**On %d cores this shows overhead, not speed-up**: every node and redis-benchmark share the same cores, and more nodes add replication and gossip work, not CPU.\n\n",
 			r.scale.sizes, runtime.NumCPU())
 		head := []string{"test", "-n"}
 		for _, n := range r.scale.sizes {
