@@ -181,7 +181,9 @@ func (r *Replicator) Route(slot uint16) (primary Member, ok, tryAgain, down bool
 		return Member{}, false, false, true
 	case pm.ID != r.self:
 		return pm, false, false, false
-	case r.takingOver[slot].Load():
+	case !r.primaryOf[slot].Load() || r.takingOver[slot].Load():
+		// Primary by the placement, but the watcher has not taken the
+		// slot over yet, or is merging it.
 		return pm, false, true, false
 	}
 	return pm, true, false, false
@@ -330,12 +332,17 @@ func (r *Replicator) watcher(sub <-chan struct{}) {
 
 func (r *Replicator) watch(p *Placement) {
 	var gained []uint16
+	// Slots owned from the start (the first placement) need no takeover.
+	takeOver := p.Epoch > 1
 	for s := range SlotCount {
 		slot := uint16(s)
 		pm, ok := p.Primary(slot)
 		isPrimary := ok && pm.ID == r.self
 		if isPrimary && !r.primaryOf[s].Load() {
 			gained = append(gained, slot)
+			// Marked before primaryOf, so that Route never sees the slot
+			// as ready in between.
+			r.takingOver[s].Store(takeOver)
 		}
 		r.primaryOf[s].Store(isPrimary)
 	}
@@ -356,11 +363,8 @@ func (r *Replicator) watch(p *Placement) {
 			return r.primaryOf[slot].Load() && slices.ContainsFunc(p.Replicas(slot), func(m Member) bool { return m.ID == l.id })
 		})
 	}
-	if len(gained) == 0 || p.Epoch <= 1 {
+	if len(gained) == 0 || !takeOver {
 		return
-	}
-	for _, s := range gained {
-		r.takingOver[s].Store(true)
 	}
 	r.stats.takeovers.Add(1)
 	r.wg.Add(1)
