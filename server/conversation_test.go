@@ -47,9 +47,17 @@ func converse(t *testing.T, rdb *redis.Client, steps []step) {
 	}
 }
 
+// between wants an integer reply in [lo, hi]: for TTLs, which tick down
+// between the commands.
+type between [2]int64
+
 func check(t *testing.T, argv []any, want, got any, err error) {
 	t.Helper()
 	switch w := want.(type) {
+	case between:
+		if n, ok := got.(int64); err != nil || !ok || n < w[0] || n > w[1] {
+			t.Errorf("%v: got %#v (err %v), want an integer in [%d, %d]", argv, got, err, w[0], w[1])
+		}
 	case errReply:
 		var re redis.Error
 		if !errors.As(err, &re) {
