@@ -266,12 +266,13 @@ func (c *committer) finish(b *batch, err error) {
 			}
 		}
 	}
-	for _, p := range b.pendings {
-		p.complete(err)
-	}
+	// Counted before completing, so a caller that waited sees its batch.
 	s.stats.batches.Add(1)
 	s.stats.ops.Add(uint64(b.ops))
 	s.stats.submissions.Add(uint64(len(b.pendings)))
+	for _, p := range b.pendings {
+		p.complete(err)
+	}
 }
 
 // index applies a committed batch to the in-memory index, before its
@@ -400,7 +401,7 @@ func (c *committer) runDrop(p *Pending) {
 		s.addCount(slot, count{keys: -s.counts[slot].Load(), volatile: -s.volatile[slot].Load()})
 		s.index.dropSlot(slot)
 	}
-	p.complete(err)
 	s.stats.batches.Add(1)
 	s.stats.submissions.Add(1)
+	p.complete(err)
 }
