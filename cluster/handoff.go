@@ -184,6 +184,29 @@ func (r *Replicator) Leave(ctx context.Context) error {
 	}
 	r.log.Info("leaving: handing slots over")
 	start := time.Now()
+	if err := r.waitHandedOver(ctx); err != nil {
+		return err
+	}
+	// Stop taking writes for this node's slots, let those in flight finish
+	// (committed and replicated, or their replica dropped), and check
+	// again: a write acknowledged after the first check could have missed
+	// a new owner that fell out of sync meanwhile.
+	r.draining.Store(true)
+	r.writes.Lock()
+	r.writes.Unlock() //nolint:staticcheck // A barrier: see Replicator.writes.
+	if err := r.waitHandedOver(ctx); err != nil {
+		return err
+	}
+	r.log.Info("handed slots over", "took", time.Since(start).Round(time.Millisecond))
+	// Said before gossip's goodbye, so that the others know the slots are
+	// safe elsewhere and drop this node at once instead of waiting out a
+	// grace period.
+	return r.announce(ctx, StateLeft)
+}
+
+// waitHandedOver waits until the new holder of every slot this node holds
+// is in sync with the slot's primary (this node, or another).
+func (r *Replicator) waitHandedOver(ctx context.Context) error {
 	lastLog := time.Now()
 	for {
 		p := r.c.Placement()
@@ -211,7 +234,7 @@ func (r *Replicator) Leave(ctx context.Context) error {
 			}
 		}
 		if waiting == 0 {
-			break
+			return nil
 		}
 		if time.Since(lastLog) > 5*time.Second {
 			r.log.Info("leaving: waiting for the new holders to be in sync", "waiting_for", waiting, "of", len(checks))
@@ -223,11 +246,6 @@ func (r *Replicator) Leave(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	r.log.Info("handed slots over", "took", time.Since(start).Round(time.Millisecond))
-	// Said before gossip's goodbye, so that the others know the slots are
-	// safe elsewhere and drop this node at once instead of waiting out a
-	// grace period.
-	return r.announce(ctx, StateLeft)
 }
 
 // announce changes this node's state and waits (a few seconds at most)

@@ -17,6 +17,10 @@ import (
 // ErrNoReplicas is Redis's refusal when too few replicas are in sync.
 var ErrNoReplicas = resp.Error("NOREPLICAS Not enough good replicas to write.")
 
+// errDraining answers writes on a node that has handed its slots over and
+// is about to leave.
+var errDraining = resp.Error("TRYAGAIN This node is leaving; its slots are moving to other nodes")
+
 // ReplConfig configures replication, repair and handoff.
 type ReplConfig struct {
 	// MinReplicas is Redis's min-replicas-to-write: a primary with fewer
@@ -70,12 +74,17 @@ type Replicator struct {
 	primaryOf [SlotCount]atomic.Bool
 
 	// writes is held shared by every write from before it loads the
-	// placement to after it commits; a repair takes it exclusively for an
-	// instant before reading digests, so that every write that chose its
-	// replicas by an older placement is committed (and in the digests)
-	// by then: a write either reaches the new replica or is in what the
-	// repair compares and ships.
+	// placement until its replicas answered (or were dropped); a repair
+	// takes it exclusively for an instant before reading digests, so that
+	// every write that chose its replicas by an older placement is
+	// committed (and in the digests) by then: a write either reaches the
+	// new replica or is in what the repair compares and ships. A leaving
+	// node takes it once it stops taking writes, to let the last ones
+	// finish.
 	writes sync.RWMutex
+	// draining is set by Leave once the slots are handed over: writes to
+	// this node's slots get TRYAGAIN until the others see it gone.
+	draining atomic.Bool
 
 	kickCh chan struct{}
 	stop   chan struct{}
@@ -199,6 +208,9 @@ func (r *Replicator) HoldsSlot(slot uint16) bool {
 // CheckWrite refuses a write to slot when fewer than MinReplicas replicas
 // are in sync.
 func (r *Replicator) CheckWrite(slot uint16) error {
+	if r.draining.Load() {
+		return errDraining
+	}
 	if r.cfg.MinReplicas <= 0 {
 		return nil
 	}
@@ -219,7 +231,7 @@ func (r *Replicator) inSyncCount(p *Placement, slot uint16) int {
 }
 
 // BeginWrite marks the start of a write (before it is submitted); EndWrite
-// its commit. See Replicator.writes.
+// its end, once its replicas answered. See Replicator.writes.
 func (r *Replicator) BeginWrite() { r.writes.RLock() }
 
 // EndWrite ends what BeginWrite started.

@@ -149,14 +149,14 @@ func (c *client) flushWrites() {
 		}
 	}
 	err := p.Wait()
-	if repl != nil {
-		repl.EndWrite()
-	}
 	if ship != nil {
 		acks, rerr := ship.Wait()
 		if err == nil {
 			c.replicaAcks, err = acks, rerr
 		}
+	}
+	if repl != nil {
+		repl.EndWrite()
 	}
 	clear(c.writes)
 	c.writes = c.writes[:0]

@@ -479,12 +479,12 @@ func flushCmd(ctx *Ctx) (resp.Value, error) {
 			}
 		})
 		err = p.Wait()
-		ship := s.repl.Send(p.Mutations())
+		_, rerr := s.repl.Send(p.Mutations()).Wait()
 		s.repl.EndWrite()
-		if err != nil {
-			return resp.Value{}, err
+		if err == nil {
+			err = rerr
 		}
-		if _, err := ship.Wait(); err != nil {
+		if err != nil {
 			return resp.Value{}, err
 		}
 	}
