@@ -360,7 +360,7 @@ func (r *Replicator) Info() [][2]string {
 			}
 			l.mu.Unlock()
 		}
-		ip, port := splitHostPort(pi.m.Addr)
+		ip, port, _ := net.SplitHostPort(pi.m.Addr)
 		lines = append(lines, [2]string{"slave" + strconv.Itoa(i), fmt.Sprintf("ip=%s,port=%s,state=%s,offset=0,lag=%d,id=%s,slots=%d,slots_in_sync=%d", ip, port, state, lag, id, pi.slots, pi.inSync)})
 		i++
 	}
@@ -380,24 +380,4 @@ func (r *Replicator) Info() [][2]string {
 		[2]string{"ringcache_replication_timeouts", strconv.FormatInt(r.stats.timeouts.Load(), 10)},
 	)
 	return append(out, lines...)
-}
-
-// LinkState is CLUSTER NODES' link-state of a node: connected when this
-// node's link to it is up (or it is this node).
-func (r *Replicator) LinkState(id string) string {
-	if id == r.self {
-		return "connected"
-	}
-	if !r.c.Placement().Alive(id) {
-		return "disconnected"
-	}
-	return "connected"
-}
-
-func splitHostPort(addr string) (string, string) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, ""
-	}
-	return host, port
 }

@@ -313,9 +313,6 @@ func (c *Cluster) Ring() *Ring { return c.placement.Load().Ring() }
 // Placement is the current placement. It never returns nil.
 func (c *Cluster) Placement() *Placement { return c.placement.Load() }
 
-// Config is the configuration the cluster runs with.
-func (c *Cluster) Config() Config { return c.cfg }
-
 // Self is this node's metadata.
 func (c *Cluster) Self() Meta {
 	c.metaMu.Lock()

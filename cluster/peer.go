@@ -142,10 +142,7 @@ func (l *link) send(c *call) *call {
 	l.queue = append(l.queue, c)
 	l.queued += len(c.batch)
 	l.mu.Unlock()
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
+	l.poke()
 	return c
 }
 

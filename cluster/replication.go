@@ -237,12 +237,6 @@ func (r *Replicator) BeginWrite() { r.writes.RLock() }
 // EndWrite ends what BeginWrite started.
 func (r *Replicator) EndWrite() { r.writes.RUnlock() }
 
-// Replicate ships mutations to the replicas of their slots and waits for
-// the in-sync ones: Send then Wait.
-func (r *Replicator) Replicate(muts []storage.Mutation) (int, error) {
-	return r.Send(muts).Wait()
-}
-
 // Shipment is mutations on their way to replicas.
 type Shipment struct {
 	r       *Replicator
