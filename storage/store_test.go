@@ -607,8 +607,9 @@ func TestFlushAllPersists(t *testing.T) {
 func TestBigBatchIsSplit(t *testing.T) {
 	// A 4 MiB memtable limits a Badger transaction to about 600 KiB.
 	s := newStore(t, func(o *Options) { o.MemTableSize = 4 << 20 })
-	val := bytes.Repeat([]byte("x"), 1000)
-	const n = 3000 // about 3 MB in one function
+	// Values below the value-log threshold, so they fill the transaction.
+	val := bytes.Repeat([]byte("x"), diskValueThreshold/2)
+	const n = 10000 // about 1.6 MB in one function
 	before := s.Stats()
 	p := s.Submit(func(tx *Tx) {
 		for i := range n {
