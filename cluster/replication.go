@@ -246,9 +246,10 @@ type Shipment struct {
 }
 
 type shipTarget struct {
-	l    *link
-	c    *call
-	wait bool // the replica is in sync for one of the slots: its ack counts
+	l     *link
+	c     *call
+	batch []byte // the replica's mutations, until sent
+	wait  bool   // the replica is in sync for one of the slots: its ack counts
 }
 
 // Send ships mutations to every alive replica of their slots, as one
@@ -257,7 +258,6 @@ type shipTarget struct {
 // primary ships while its own commit proceeds.
 func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
 	sh := &Shipment{r: r, p: r.c.Placement(), muts: muts}
-	batches := map[string][]byte{}
 	for _, m := range muts {
 		for _, rm := range sh.p.Replicas(m.Slot) {
 			if rm.ID == r.self {
@@ -269,7 +269,7 @@ func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
 				i = len(sh.targets) - 1
 			}
 			t := &sh.targets[i]
-			batches[rm.ID] = AppendMutation(batches[rm.ID], m)
+			t.batch = AppendMutation(t.batch, m)
 			if !t.wait && t.l.inSync(m.Slot) {
 				t.wait = true
 			}
@@ -277,7 +277,8 @@ func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
 	}
 	for i := range sh.targets {
 		t := &sh.targets[i]
-		t.c = t.l.send(&call{batch: batches[t.l.id], outOfSync: t.l})
+		t.c = t.l.send(&call{batch: t.batch, outOfSync: t.l})
+		t.batch = nil
 	}
 	return sh
 }
