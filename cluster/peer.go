@@ -69,11 +69,16 @@ func (c *call) finish(v resp.Value, err error) {
 	close(c.done)
 }
 
-// wait waits for the reply up to timeout (0: no limit).
+// wait waits for the reply up to timeout; with none left (timeout <= 0)
+// it only looks whether the reply is there.
 func (c *call) wait(timeout time.Duration) (resp.Value, error) {
 	if timeout <= 0 {
-		<-c.done
-		return c.reply, c.err
+		select {
+		case <-c.done:
+			return c.reply, c.err
+		default:
+			return resp.Value{}, errors.New("cluster: no reply in time")
+		}
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
@@ -113,8 +118,12 @@ type link struct {
 	// replica of this node, on connection gen syncedGen.
 	synced    [SlotCount]bool
 	syncedGen uint64
-	lastErr   string
-	lastAck   time.Time
+	// drops counts dropSync calls: a repair whose proof started before a
+	// drop (a batch the peer failed, on a connection still up) proves
+	// nothing.
+	drops   uint64
+	lastErr string
+	lastAck time.Time
 
 	wake chan struct{}
 	stop chan struct{}
@@ -175,11 +184,12 @@ func (l *link) inSync(slot uint16) bool {
 }
 
 // markSynced records that the peer holds slots, if the connection the
-// proof went over (gen) is still the current one.
-func (l *link) markSynced(slots []uint16, gen uint64) bool {
+// proof went over (gen) is still the current one and nothing failed on it
+// since the proof began (drops).
+func (l *link) markSynced(slots []uint16, gen, drops uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if gen != l.gen {
+	if gen != l.gen || drops != l.drops {
 		return false
 	}
 	if l.syncedGen != gen {
@@ -209,6 +219,7 @@ func (l *link) forget(keep func(slot uint16) bool) {
 func (l *link) dropSync(why string) {
 	l.mu.Lock()
 	was := l.syncedGen == l.gen
+	l.drops++
 	l.syncedGen = 0
 	l.synced = [SlotCount]bool{}
 	l.lastErr = why

@@ -69,6 +69,10 @@ type Replicator struct {
 	// takingOver marks slots this node has just become primary of and is
 	// still merging from the other holders: they answer TRYAGAIN.
 	takingOver [SlotCount]atomic.Bool
+	// takeoverGen counts the takeovers of each slot, so that a takeover
+	// overtaken by a newer one (the slot lost and gained again) leaves the
+	// flag to the newer one.
+	takeoverGen [SlotCount]atomic.Uint32
 	// primaryOf marks the slots this node is primary of, as of the last
 	// placement the watcher saw.
 	primaryOf [SlotCount]atomic.Bool
@@ -231,8 +235,17 @@ func (r *Replicator) inSyncCount(p *Placement, slot uint16) int {
 }
 
 // BeginWrite marks the start of a write (before it is submitted); EndWrite
-// its end, once its replicas answered. See Replicator.writes.
-func (r *Replicator) BeginWrite() { r.writes.RLock() }
+// its end, once its replicas answered. See Replicator.writes. On a node
+// that has handed its slots over and is leaving it refuses (TRYAGAIN), and
+// then EndWrite must not be called.
+func (r *Replicator) BeginWrite() error {
+	r.writes.RLock()
+	if r.draining.Load() {
+		r.writes.RUnlock()
+		return errDraining
+	}
+	return nil
+}
 
 // EndWrite ends what BeginWrite started.
 func (r *Replicator) EndWrite() { r.writes.RUnlock() }
@@ -259,7 +272,14 @@ type shipTarget struct {
 func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
 	sh := &Shipment{r: r, p: r.c.Placement(), muts: muts}
 	for _, m := range muts {
-		for _, rm := range sh.p.Replicas(m.Slot) {
+		// Normally this node is the slot's primary and ships to its
+		// replicas. If the placement moved on since the command was
+		// routed here, the write goes to every holder, the new primary
+		// included, and waits for them all: it was acknowledged by the
+		// old owner, so the new one must have it.
+		nodes := sh.p.Ring().Preference(m.Slot)
+		demoted := len(nodes) == 0 || nodes[0].ID != r.self
+		for _, rm := range nodes {
 			if rm.ID == r.self {
 				continue
 			}
@@ -270,7 +290,7 @@ func (r *Replicator) Send(muts []storage.Mutation) *Shipment {
 			}
 			t := &sh.targets[i]
 			t.batch = AppendMutation(t.batch, m)
-			if !t.wait && t.l.inSync(m.Slot) {
+			if !t.wait && (demoted || t.l.inSync(m.Slot)) {
 				t.wait = true
 			}
 		}
@@ -295,7 +315,7 @@ func (sh *Shipment) Wait() (int, error) {
 		if !t.wait {
 			continue
 		}
-		if _, err := t.c.wait(time.Until(deadline)); err != nil {
+		if _, err := t.c.wait(max(time.Until(deadline), 0)); err != nil {
 			r.stats.timeouts.Add(1)
 			t.l.dropSync(fmt.Sprintf("replication failed: %v", err))
 			continue
@@ -305,8 +325,8 @@ func (sh *Shipment) Wait() (int, error) {
 	least := -1
 	for _, m := range sh.muts {
 		n := 0
-		for _, rm := range sh.p.Replicas(m.Slot) {
-			if acked[rm.ID] {
+		for _, rm := range sh.p.Ring().Preference(m.Slot) {
+			if rm.ID != r.self && acked[rm.ID] {
 				n++
 			}
 		}
@@ -349,6 +369,7 @@ func (r *Replicator) watch(p *Placement) {
 			gained = append(gained, slot)
 			// Marked before primaryOf, so that Route never sees the slot
 			// as ready in between.
+			r.takeoverGen[s].Add(1)
 			r.takingOver[s].Store(takeOver)
 		}
 		r.primaryOf[s].Store(isPrimary)
@@ -394,21 +415,55 @@ func (r *Replicator) takeOver(p *Placement, slots []uint16) {
 			members[m.ID] = m
 		}
 	}
+	gens := make([]uint32, len(slots))
+	for i, s := range slots {
+		gens[i] = r.takeoverGen[s].Load()
+	}
 	var wg sync.WaitGroup
 	for id, ss := range bySource {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := r.pullDiffering(r.linkTo(members[id]), ss, 5*time.Second); err != nil {
-				r.log.Warn("takeover: could not merge from a holder", "peer", id[:8], "slots", len(ss), "err", err)
-			}
+			r.mergeFrom(members[id], ss, start)
 		}()
 	}
 	wg.Wait()
-	for _, s := range slots {
-		r.takingOver[s].Store(false)
+	for i, s := range slots {
+		if r.takeoverGen[s].Load() == gens[i] {
+			r.takingOver[s].Store(false)
+		}
 	}
 	r.log.Info("took slots over", "slots", len(slots), "sources", len(bySource), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// takeoverPatience bounds how long a takeover keeps retrying a holder that
+// gossip says is alive but that does not answer.
+const takeoverPatience = 30 * time.Second
+
+// mergeFrom pulls a holder's differing slots, retrying until it succeeds,
+// the holder is gone, or takeoverPatience has passed since start: serving
+// a slot before the merge could answer with an older value than one
+// acknowledged.
+func (r *Replicator) mergeFrom(m Member, slots []uint16, start time.Time) {
+	for {
+		_, err := r.pullDiffering(r.linkTo(m), slots, 5*time.Second)
+		if err == nil {
+			return
+		}
+		switch {
+		case !r.c.Placement().Alive(m.ID):
+			r.log.Warn("takeover: a holder left before it could be merged", "peer", m.ID[:8], "slots", len(slots), "err", err)
+			return
+		case time.Since(start) > takeoverPatience:
+			r.log.Error("takeover: serving without a holder's copy; repairs will merge it later", "peer", m.ID[:8], "slots", len(slots), "err", err)
+			return
+		}
+		select {
+		case <-r.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // differing asks a peer for the digests of slots and returns the slots
@@ -416,7 +471,10 @@ func (r *Replicator) takeOver(p *Placement, slots []uint16) {
 // generation the answer came on. With quiet, slots written here while the
 // question was out are left out: under writes a slot's copies differ by
 // the writes in flight, which is not divergence.
-func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration, quiet bool) ([]uint16, uint64, error) {
+func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration, quiet bool) ([]uint16, [2]uint64, error) {
+	l.mu.Lock()
+	gen, drops := l.gen, l.drops
+	l.mu.Unlock()
 	var before []uint64
 	if quiet {
 		before = make([]uint64, len(slots))
@@ -426,14 +484,11 @@ func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration, q
 	}
 	v, err := l.do(timeout, []byte(DigestCommand), appendSlots(nil, slots))
 	if err != nil {
-		return nil, 0, err
+		return nil, [2]uint64{}, err
 	}
-	l.mu.Lock()
-	gen := l.gen
-	l.mu.Unlock()
 	theirs, err := decodeDigests(v.Bytes, len(slots))
 	if err != nil {
-		return nil, 0, err
+		return nil, [2]uint64{}, err
 	}
 	var diff []uint16
 	for i, s := range slots {
@@ -442,7 +497,7 @@ func (r *Replicator) differing(l *link, slots []uint16, timeout time.Duration, q
 			diff = append(diff, s)
 		}
 	}
-	return diff, gen, nil
+	return diff, [2]uint64{gen, drops}, nil
 }
 
 // pullDiffering merges into this node the peer's copy of every slot whose
@@ -664,7 +719,7 @@ func (r *Replicator) repair(l *link, slots []uint16, antiEntropy bool) {
 	if _, err := l.do(r.readTimeout(), []byte("PING")); err != nil {
 		return
 	}
-	if l.markSynced(slots, gen) {
+	if l.markSynced(slots, gen[0], gen[1]) {
 		r.stats.repairedKeys.Add(int64(repaired))
 		r.log.Info("replica in sync", "peer", l.id[:8], "addr", l.addr, "slots", len(slots), "streamed", len(diff), "keys", repaired, "took", time.Since(start).Round(time.Millisecond))
 	}

@@ -126,18 +126,14 @@ func (c *client) queueWrite(fn func(*storage.Tx) (resp.Value, error)) {
 	})
 }
 
-// flushWrites commits the queued writes as one batch and sends the replies
-// queued behind them.
-func (c *client) flushWrites() {
-	if len(c.writes) == 0 {
-		return
-	}
-	repl := c.srv.repl
-	if c.peer {
-		repl = nil // A replica applies; it does not replicate further.
-	}
+// commitWrites commits the queued writes as one batch and, with repl, ships
+// them to the replicas and waits for them.
+func (c *client) commitWrites(repl *cluster.Replicator) error {
 	if repl != nil {
-		repl.BeginWrite()
+		if err := repl.BeginWrite(); err != nil {
+			return err // Leaving: nothing was applied.
+		}
+		defer repl.EndWrite()
 	}
 	p := c.srv.store.Submit(c.writes...)
 	var ship *cluster.Shipment
@@ -155,9 +151,20 @@ func (c *client) flushWrites() {
 			c.replicaAcks, err = acks, rerr
 		}
 	}
-	if repl != nil {
-		repl.EndWrite()
+	return err
+}
+
+// flushWrites commits the queued writes as one batch and sends the replies
+// queued behind them.
+func (c *client) flushWrites() {
+	if len(c.writes) == 0 {
+		return
 	}
+	repl := c.srv.repl
+	if c.peer {
+		repl = nil // A replica applies; it does not replicate further.
+	}
+	err := c.commitWrites(repl)
 	clear(c.writes)
 	c.writes = c.writes[:0]
 	for i, r := range c.replies {

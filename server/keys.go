@@ -472,7 +472,9 @@ func flushCmd(ctx *Ctx) (resp.Value, error) {
 		if err != nil {
 			return resp.Value{}, err
 		}
-		s.repl.BeginWrite()
+		if err := s.repl.BeginWrite(); err != nil {
+			return resp.Value{}, err
+		}
 		p := s.store.Submit(func(tx *storage.Tx) {
 			for _, k := range keys {
 				tx.Delete(slot, k)
