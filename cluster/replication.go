@@ -90,9 +90,10 @@ type Replicator struct {
 	// this node's slots get TRYAGAIN until the others see it gone.
 	draining atomic.Bool
 
-	kickCh chan struct{}
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	kickCh    chan struct{}
+	stop      chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
 
 	stats struct {
 		repairedKeys, pushedSlots, pulledSlots, takeovers atomic.Int64
@@ -133,18 +134,16 @@ func NewReplicator(c *Cluster, store *storage.Store, cfg ReplConfig) *Replicator
 
 // Close stops replication: links close, loops exit.
 func (r *Replicator) Close() {
-	select {
-	case <-r.stop:
-		return
-	default:
-	}
-	close(r.stop)
-	r.wg.Wait()
-	r.mu.Lock()
-	for _, l := range r.links {
-		l.close()
-	}
-	r.mu.Unlock()
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		close(r.stop)
+		// Closed first, so that a repair waiting on a peer returns at once.
+		for _, l := range r.links {
+			l.close()
+		}
+		r.mu.Unlock()
+		r.wg.Wait()
+	})
 }
 
 // Key is the cluster key peers prove they know.
@@ -172,6 +171,12 @@ func (r *Replicator) linkTo(m Member) *link {
 		l.close()
 	}
 	l = newLink(r, m.ID, m.Addr)
+	select {
+	case <-r.stop:
+		l.close() // Closed: its calls fail at once, and nothing is left running.
+		return l
+	default:
+	}
 	r.links[m.ID] = l
 	return l
 }
