@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ringcache/ringcache/cluster"
 )
 
 // Conn is a plain RESP2 connection for the harness's own traffic: bulk
@@ -198,39 +200,6 @@ func FetchSlots(ctx context.Context, addr string) (*SlotMap, error) {
 	return ParseClusterSlots(reply)
 }
 
-// crcTable is CRC16-XMODEM (polynomial 0x1021), as Redis Cluster uses.
-var crcTable = func() (t [256]uint16) {
-	for i := range t {
-		c := uint16(i) << 8
-		for range 8 {
-			if c&0x8000 != 0 {
-				c = c<<1 ^ 0x1021
-			} else {
-				c <<= 1
-			}
-		}
-		t[i] = c
-	}
-	return t
-}()
-
-// CRC16 is CRC16-XMODEM of b.
-func CRC16(b string) uint16 {
-	var c uint16
-	for i := 0; i < len(b); i++ {
-		c = c<<8 ^ crcTable[byte(c>>8)^b[i]]
-	}
-	return c
-}
-
-// KeySlot is the Redis Cluster hash slot of key, honouring hash tags.
-// The harness has its own copy rather than importing ringcache's, so
-// that it routes keys as an independent client would.
-func KeySlot(key string) uint16 {
-	if i := strings.IndexByte(key, '{'); i >= 0 {
-		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
-			key = key[i+1 : i+1+j]
-		}
-	}
-	return CRC16(key) % ClusterSlots
-}
+// KeySlot is the Redis Cluster hash slot of key, honouring hash tags:
+// ringcache's own, which its tests check against Redis's vectors.
+func KeySlot(key string) uint16 { return cluster.KeySlot([]byte(key)) }

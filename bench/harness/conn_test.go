@@ -78,17 +78,6 @@ func TestParseClusterSlots(t *testing.T) {
 	}
 }
 
-func TestKeySlot(t *testing.T) {
-	if c := CRC16("123456789"); c != 0x31C3 {
-		t.Errorf("CRC16 = %#x, want 0x31C3", c)
-	}
-	for key, want := range map[string]uint16{"somekey": 11058, "foo{hash_tag}": 2515, "foo": 12182, "{}foo": CRC16("{}foo") % 16384, "a{}b{c}": CRC16("a{}b{c}") % 16384, "{user1}:a": KeySlot("user1")} {
-		if got := KeySlot(key); got != want {
-			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
-		}
-	}
-}
-
 func TestKeyName(t *testing.T) {
 	for _, tc := range []struct {
 		i, n int
