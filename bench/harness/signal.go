@@ -32,3 +32,22 @@ func Interrupted(ctx context.Context) (bool, string) {
 	}
 	return true, fmt.Sprint(context.Cause(ctx))
 }
+
+// RunInterruptible runs fn under a context that SIGINT and SIGTERM cancel
+// (its servers are stopped on the way out), reports the outcome on stderr
+// under name, and returns the exit status: 0, 1 for a failure, 130 when
+// interrupted.
+func RunInterruptible(name string, fn func(ctx context.Context) error) int {
+	ctx, stop := SignalContext(context.Background())
+	defer stop()
+	err := fn(ctx)
+	if interrupted, why := Interrupted(ctx); interrupted {
+		fmt.Fprintf(os.Stderr, "%s: interrupted (%s); servers stopped\n", name, why)
+		return 130
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+": FAILED:", err)
+		return 1
+	}
+	return 0
+}

@@ -211,24 +211,11 @@ func run() int {
 		flag.Usage()
 		return 2
 	}
-	ctx, stop := harness.SignalContext(context.Background())
-	defer stop()
-
 	start := time.Now()
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "[%7.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
-
-	err := bench(ctx, cfg, logf)
-	if interrupted, why := harness.Interrupted(ctx); interrupted {
-		fmt.Fprintf(os.Stderr, "sidebyside: interrupted (%s); servers stopped\n", why)
-		return 130
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sidebyside: FAILED:", err)
-		return 1
-	}
-	return 0
+	return harness.RunInterruptible("sidebyside", func(ctx context.Context) error { return bench(ctx, cfg, logf) })
 }
 
 func bench(ctx context.Context, cfg *config, logf func(string, ...any)) (err error) {

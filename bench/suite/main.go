@@ -213,18 +213,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "suite:", err)
 		return 2
 	}
-	ctx, stop := harness.SignalContext(context.Background())
-	defer stop()
-	err = suite(ctx, cfg)
-	if interrupted, why := harness.Interrupted(ctx); interrupted {
-		fmt.Fprintf(os.Stderr, "suite: interrupted (%s); servers stopped\n", why)
-		return 130
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "suite: FAILED:", err)
-		return 1
-	}
-	return 0
+	return harness.RunInterruptible("suite", func(ctx context.Context) error { return suite(ctx, cfg) })
 }
 
 // env is what every phase needs: binaries, the workspace, progress.
