@@ -164,6 +164,14 @@ func setCmd(ctx *Ctx) (writeFn, error) {
 		return nil, err
 	}
 	slot, key, val := ctx.Slot, args[1], args[2]
+	if !o.get && !o.nx && !o.xx && !o.keepTTL {
+		// A plain SET does not depend on what the key holds: spare it a
+		// lookup.
+		return func(tx *storage.Tx) (resp.Value, error) {
+			setOrExpire(tx, slot, key, val, o.expireAt)
+			return resp.OK, nil
+		}, nil
+	}
 	return func(tx *storage.Tx) (resp.Value, error) {
 		old, exists := tx.Get(slot, key)
 		var reply resp.Value = resp.OK

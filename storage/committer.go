@@ -1,10 +1,8 @@
 package storage
 
 import (
-	"errors"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
+	"time"
 )
 
 // maxBatchSubmissions bounds how many queued submissions one batch takes, so
@@ -35,103 +33,97 @@ func (c *hlc) observe(v uint64) {
 
 // committer is the state of the single write goroutine.
 //
-// It pipelines: while Badger writes batch N (asynchronously), the committer
-// already runs the functions of batch N+1, and hands N+1 to Badger once N is
-// done. At most one batch is in flight, so batches are committed and
-// published strictly in order. Batch N+1's functions see N's writes through
-// the overlay, since they are not published yet; if N then fails, N+1 is
-// failed too, as it was computed on a state that never came to be.
+// A batch's functions run one after the other; their writes go to the
+// in-memory index when the batch is done, and the batch's submissions then
+// complete: an acknowledged write is in memory (and, through replication, on
+// the in-sync replicas), not yet in Badger. Badger is written behind, by the
+// persister: the committer stages every write in a map keyed by Badger key,
+// so that writes to a hot key between two persist cycles cost Badger one
+// entry, and hands the whole map over at the start of each cycle (see
+// persist.go). With FsyncAlways a batch completes only once the cycle that
+// holds it is written and synced.
 type committer struct {
 	s  *Store
 	tx Tx
 
-	// commitTs is the last commit timestamp handed to Badger.
-	commitTs uint64
-	hlc      hlc
+	hlc hlc
 
-	// overlay holds the latest state of every key written by the batch in
-	// flight or the batch being built, keyed by Badger key: together with
-	// the published snapshot it is the current state.
+	// overlay holds the state of every key written by the batch being
+	// built, keyed by Badger key, until the batch reaches the index.
 	overlay map[string]overlayEntry
 	// tombs lists the index's tombstones, oldest first.
 	tombs tombstoneQueue
-	// txn collects the writes of the batch being built (of its current
-	// chunk, when the batch is too big for one Badger transaction).
-	txn *badger.Txn
-	// chunkWrites counts the writes in txn.
-	chunkWrites int
 
-	// cur is the batch being built, inflight the one Badger is writing
-	// (nil when none); they alternate between the two elements of batches.
-	cur, inflight *batch
-	batches       [2]batch
-	seq           uint64
+	b batch
+
+	p persistState
 }
 
-// overlayEntry is a key's state as a batch left it.
+// overlayEntry is a key's state as the batch being built left it.
 type overlayEntry struct {
 	rec Record
-	seq uint64 // the batch that wrote it
 }
 
-// batch is a group of submissions committed together.
+// batch is a group of submissions completed together.
 type batch struct {
-	seq      uint64
 	pendings []*Pending
 	ops      int
-	// deltas are count changes of writes not yet committed.
-	deltas map[uint16]count
-	// keys are the overlay keys the batch wrote, to prune once it is
-	// published.
+	// keys are the overlay keys the batch wrote.
 	keys []string
-	// done receives the result of the batch's asynchronous commit.
-	done chan error
 }
 
 func (c *committer) init(s *Store, commitTs uint64) {
 	c.s = s
 	c.tx.c = c
-	c.commitTs = commitTs
 	c.overlay = make(map[string]overlayEntry)
-	for i := range c.batches {
-		c.batches[i].deltas = make(map[uint16]count)
-		c.batches[i].done = make(chan error, 1)
-	}
+	c.p.init(s, commitTs)
 }
 
 // run is the committer goroutine: it takes every waiting submission, runs
-// them as one batch, and repeats until Close.
+// them as one batch, and repeats until Close; between batches it starts
+// persist cycles and takes their results.
 func (c *committer) run() {
 	defer close(c.s.commitDone)
+	defer c.p.stop()
 	for {
-		var inflightDone chan error
-		if c.inflight != nil {
-			inflightDone = c.inflight.done
+		submitCh := c.s.submitCh
+		if c.p.full() {
+			// Backpressure: Badger is behind by more than the bound.
+			submitCh = nil
 		}
 		select {
-		case p := <-c.s.submitCh:
+		case p := <-submitCh:
 			c.collect(p)
-		case err := <-inflightDone:
-			c.finishInflight(err)
+		case r := <-c.p.results:
+			c.p.finished(r)
+		case w := <-c.s.flushCh:
+			c.p.addWaiter(w)
+		case <-c.p.timer.C:
+			c.p.timerFired()
 		case <-c.s.stopCommit:
 			// The gate is closed, so the queue holds everything that will
-			// ever be submitted: complete it all, then exit.
+			// ever be submitted: complete it all, persist it, then exit.
+		drain:
 			for {
 				select {
 				case p := <-c.s.submitCh:
 					c.collect(p)
 				default:
-					c.waitInflight()
-					return
+					break drain
 				}
 			}
+			if err := c.p.persistAll(); err != nil {
+				c.s.log.Error("persisting the last writes at close failed", "err", err)
+			}
+			return
 		}
+		c.p.maybeStart()
 	}
 }
 
 // collect gathers first and every submission queued behind it into a batch
 // and processes it. A drop request ends the batch: the writes before it are
-// committed first, then it runs alone.
+// completed first, then it runs alone.
 func (c *committer) collect(first *Pending) {
 	if first.drop != nil {
 		c.runDrop(first)
@@ -159,131 +151,72 @@ gather:
 	}
 }
 
-// newBatch returns the batch element not in flight, reset.
+// newBatch returns the batch, reset.
 func (c *committer) newBatch() *batch {
-	b := &c.batches[0]
-	if b == c.inflight {
-		b = &c.batches[1]
-	}
-	c.seq++
-	b.seq = c.seq
+	b := &c.b
 	clear(b.pendings) // Let completed submissions be collected.
 	b.pendings = b.pendings[:0]
 	b.ops = 0
-	clear(b.deltas)
 	clear(b.keys)
 	b.keys = b.keys[:0]
-	c.cur = b
 	return b
 }
 
-// runBatch runs every function of the batch and hands its writes to Badger.
+// runBatch runs every function of the batch, publishes its writes to the
+// index and completes its submissions (or, with FsyncAlways, parks them
+// until their writes are on disk).
 func (c *committer) runBatch(b *batch) {
-	s := c.s
-	c.txn = s.db.NewTransactionAt(s.readTs.Load(), true)
-	c.chunkWrites = 0
-
-	var err error
-run:
+	if err := c.p.refusing(); err != nil {
+		// Badger has been failing and the backlog is full: refuse rather
+		// than grow without bound or wait forever.
+		for _, p := range b.pendings {
+			p.complete(fmt.Errorf("storage: writes refused, persisting to disk fails: %w", err))
+		}
+		return
+	}
 	for _, p := range b.pendings {
 		for _, fn := range p.fns {
 			b.ops++
-			if err = c.runFn(b, p, fn); err != nil {
-				break run
-			}
+			c.runFn(b, p, fn)
 		}
 	}
-
 	for _, p := range b.pendings {
 		p.markRan()
 	}
-	// The batch was built on the in-flight batch's writes: it can only be
-	// committed after, and if, that one is.
-	if ierr := c.waitInflight(); ierr != nil && err == nil {
-		err = fmt.Errorf("an earlier batch failed: %w", ierr)
-	}
-	if err != nil || c.chunkWrites == 0 {
-		c.txn.Discard()
-		c.txn = nil
-		c.finish(b, err)
-		return
-	}
-	c.commitTs++
-	c.inflight = b
-	// With a callback, CommitAt always returns nil and reports through it
-	// (from another goroutine; done is buffered).
-	_ = c.txn.CommitAt(c.commitTs, func(err error) { b.done <- err })
-	c.txn = nil
+	c.finish(b)
 }
 
-// waitInflight waits for the batch in flight, if any, and finishes it. It
-// returns that batch's commit error.
-func (c *committer) waitInflight() error {
-	if c.inflight == nil {
-		return nil
-	}
-	err := <-c.inflight.done
-	c.finishInflight(err)
-	return err
-}
-
-// finishInflight finishes the batch in flight once Badger reports on it.
-func (c *committer) finishInflight(err error) {
-	b := c.inflight
-	c.inflight = nil
-	if err == nil {
-		c.s.stats.commits.Add(1)
-	}
-	c.finish(b, err)
-}
-
-// finish completes a batch whose writes are all committed (or failed):
-// publish, count, prune the overlay, complete the submissions.
-func (c *committer) finish(b *batch, err error) {
+// finish makes a batch's writes current: counts, index, overlay pruned;
+// then completes its submissions.
+func (c *committer) finish(b *batch) {
 	s := c.s
-	if err == nil {
-		for slot, d := range b.deltas {
-			s.addCount(slot, d)
-		}
-		c.index(b)
-	}
-	// Publish before completing, so that a client that saw its write
-	// acknowledged reads it back. Every commit timestamp issued is complete
-	// here (at most one batch is ever in flight), including, after a
-	// failure, any chunk that did commit: reads stay in line with Badger.
-	s.readTs.Store(c.commitTs)
-
-	if err != nil {
-		s.log.Error("commit failed; failing the whole batch", "err", err, "submissions", len(b.pendings))
-		err = fmt.Errorf("storage: commit: %w", err)
-		// The overlay may hold writes that never happened, which the batch
-		// being built (if any) read; it fails too, see runBatch.
-		clear(c.overlay)
-	} else {
-		for _, k := range b.keys {
-			if e, ok := c.overlay[k]; ok && e.seq == b.seq {
-				delete(c.overlay, k)
-			}
-		}
+	c.index(b)
+	for _, k := range b.keys {
+		delete(c.overlay, k)
 	}
 	// Counted before completing, so a caller that waited sees its batch.
 	s.stats.batches.Add(1)
 	s.stats.ops.Add(uint64(b.ops))
 	s.stats.submissions.Add(uint64(len(b.pendings)))
+	if s.opts.Fsync == FsyncAlways && !s.opts.InMemory {
+		c.p.park(b.pendings)
+		return
+	}
 	for _, p := range b.pendings {
-		p.complete(err)
+		p.complete(nil)
 	}
 }
 
-// index applies a committed batch to the in-memory index, before its
-// submissions are acknowledged, and forgets tombstones Badger has dropped.
+// index applies a batch to the in-memory index and the counts, before its
+// submissions are acknowledged, and forgets old tombstones.
 func (c *committer) index(b *batch) {
 	s := c.s
 	now := s.Now()
 	for _, p := range b.pendings {
 		for _, m := range p.muts {
 			k := frozenString(m.dataKey)
-			s.index.set(m.Slot, k, m.Rec)
+			prev, had := s.index.set(m.Slot, k, m.Rec)
+			s.addCount(m.Slot, countChange(prev, had, m.Rec))
 			if m.Rec.Tombstone {
 				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})
 			}
@@ -293,11 +226,10 @@ func (c *committer) index(b *batch) {
 }
 
 // runFn runs one write function. The function's writes go to the overlay at
-// once (so it and later functions see them) but reach the Badger
-// transaction only when it returns without failing, so that a failed
-// function leaves no trace. The error returned is a commit error, which
-// aborts the batch; a function's own failure is recorded in its Pending.
-func (c *committer) runFn(b *batch, p *Pending, fn func(tx *Tx)) error {
+// once (so it and later functions see them) but are staged for Badger only
+// when it returns without failing, so that a failed function leaves no
+// trace; its failure is recorded in its Pending.
+func (c *committer) runFn(b *batch, p *Pending, fn func(tx *Tx)) {
 	tx := &c.tx
 	tx.reset(b, p)
 	if err := tx.call(fn); err != nil {
@@ -305,85 +237,30 @@ func (c *committer) runFn(b *batch, p *Pending, fn func(tx *Tx)) error {
 		if p.err == nil {
 			p.err = err
 		}
-		return nil
+		return
 	}
 	for i := range tx.writes {
-		if err := c.write(&tx.writes[i]); err != nil {
-			return err
-		}
+		c.p.stage(&tx.writes[i])
 	}
-	for _, d := range tx.deltas {
-		b.deltas[d.slot] = b.deltas[d.slot].plus(d.delta)
-	}
-	return nil
-}
-
-// write adds one write to the current chunk. When Badger says the
-// transaction is full, the chunk is committed first, synchronously and
-// unpublished (readers keep the previous snapshot until the whole batch is
-// in, so a batch still becomes visible at once).
-func (c *committer) write(w *write) error {
-	err := c.addToTxn(w)
-	if errors.Is(err, badger.ErrTxnTooBig) {
-		if err = c.commitChunk(); err != nil {
-			return err
-		}
-		c.txn = c.s.db.NewTransactionAt(c.s.readTs.Load(), true)
-		err = c.addToTxn(w)
-	}
-	if err != nil {
-		return err
-	}
-	c.chunkWrites++
-	return nil
-}
-
-func (c *committer) addToTxn(w *write) error {
-	if w.entry != nil {
-		return c.txn.SetEntry(w.entry)
-	}
-	return c.txn.Delete(w.delKey)
-}
-
-// commitChunk commits the current chunk of a batch that is too big for one
-// Badger transaction.
-func (c *committer) commitChunk() error {
-	// Commits go in order, and the batch rests on the one in flight.
-	if err := c.waitInflight(); err != nil {
-		return fmt.Errorf("an earlier batch failed: %w", err)
-	}
-	if c.chunkWrites == 0 {
-		return nil
-	}
-	// Never reuse a timestamp Badger may have seen, whatever happens.
-	c.commitTs++
-	err := c.txn.CommitAt(c.commitTs, nil)
-	c.chunkWrites = 0
-	if err != nil {
-		// Some of the chunk may have landed: counts can be off until the
-		// next Open recounts. The batch fails and is logged.
-		return err
-	}
-	c.s.stats.commits.Add(1)
-	// The deltas so far belong to functions whose writes are all in
-	// committed chunks.
-	b := c.cur
-	for slot, d := range b.deltas {
-		c.s.addCount(slot, d)
-	}
-	clear(b.deltas)
-	return nil
 }
 
 // runDrop performs a FlushAll or DropSlot between batches.
 func (c *committer) runDrop(p *Pending) {
 	s := c.s
-	c.waitInflight()
+	// The cycle in flight may hold writes of the dropped ranges: let it
+	// land, then forget what is staged there, so nothing comes back.
+	c.p.wait()
+	c.p.unstage(p.drop.prefixes)
 	err := s.db.DropPrefix(p.drop.prefixes...)
 	switch {
 	case err != nil:
-		// Part of the range may be gone: recount from what is left.
+		// Part of the range may be gone: recount from what is left, once
+		// Badger holds every other write too (the recount rebuilds the index
+		// from Badger).
 		s.log.Error("drop failed; recounting keys", "err", err)
+		if perr := c.p.persistAll(); perr != nil {
+			s.log.Error("persisting before the recount failed", "err", perr)
+		}
 		if _, rerr := s.rebuildCounts(); rerr != nil {
 			s.log.Error("recount failed", "err", rerr)
 		}
@@ -394,6 +271,7 @@ func (c *committer) runDrop(p *Pending) {
 			s.volatile[i].Store(0)
 		}
 		s.index.reset()
+		c.tombs.reset()
 		s.total.Store(0)
 		s.volatileTotal.Store(0)
 	default:
@@ -405,3 +283,7 @@ func (c *committer) runDrop(p *Pending) {
 	s.stats.submissions.Add(1)
 	p.complete(err)
 }
+
+// retryBackoff is how long the persister waits before retrying after Badger
+// failed a cycle.
+const retryBackoff = time.Second

@@ -85,6 +85,11 @@ func (s *Store) expireDue(limit int) (int, error) {
 		return 0, err
 	}
 	s.stats.expired.Add(n)
+	// The index entries are read from Badger, which the deletions reach
+	// behind: wait for them, or the next scan finds the same entries again.
+	if err := s.Flush(); err != nil {
+		return 0, err
+	}
 	return len(due), nil
 }
 
@@ -137,11 +142,11 @@ func (tx *Tx) expire(due []dueEntry) uint64 {
 				// record cannot stall expiry for good.
 				tx.c.s.log.Error("expiry: cannot read key; dropping its index entry", "slot", e.slot, "key", e.key, "err", err)
 			case ok && !cur.Tombstone && cur.ExpireAt == e.expireAt && cur.ExpireAt <= tx.now:
-				tx.put(e.slot, e.key, Record{Version: cur.Version, Tombstone: true}, cur, true)
+				tx.put(e.slot, e.key, Record{Version: cur.Version, Tombstone: true})
 				n++
 			}
 		}
-		tx.writes = append(tx.writes, write{delKey: e.indexKey})
+		tx.writes = append(tx.writes, write{key: e.indexKey, delete: true})
 	}
 	return n
 }

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -41,7 +43,10 @@ func recordHash(bk string, version uint64) uint64 {
 // slot, so dropping a slot touches one shard; within a shard, keys are
 // hashed (one map per slot would hold a handful of keys each, and Go scans
 // small maps comparing every key, a cache miss apiece).
-const indexShards = 256
+// 4096 shards keep a slot's visit (ScanSlot, StreamSlot) to a quarter
+// of a shard's keys while a shard of a keyspace of 100k keys still holds
+// some 25 (hashed, not scanned).
+const indexShards = 4096
 
 type memShard struct {
 	mu sync.RWMutex
@@ -62,15 +67,16 @@ func (ix *memIndex) get(slot uint16, key []byte) (Record, bool) {
 	return rec, ok
 }
 
-// set stores rec as the state of the Badger data key bk (in slot). rec.Value
-// must never be modified after.
-func (ix *memIndex) set(slot uint16, bk string, rec Record) {
+// set stores rec as the state of the Badger data key bk (in slot), and
+// returns the record it replaces, if any. rec.Value must never be modified
+// after.
+func (ix *memIndex) set(slot uint16, bk string, rec Record) (old Record, had bool) {
 	s := ix.shard(slot)
 	s.mu.Lock()
 	if s.m == nil {
 		s.m = make(map[string]Record)
 	}
-	old, had := s.m[bk]
+	old, had = s.m[bk]
 	s.m[bk] = rec
 	s.mu.Unlock()
 	var d uint64
@@ -84,6 +90,30 @@ func (ix *memIndex) set(slot uint16, bk string, rec Record) {
 		// Only the committer writes: a plain read-modify-write is safe.
 		ix.digests[slot].Store(ix.digests[slot].Load() ^ d)
 	}
+	return old, had
+}
+
+// slotRecord is a record of the index with its Badger data key.
+type slotRecord struct {
+	key string
+	rec Record
+}
+
+// slotRecords returns every record of one slot (tombstones and expired
+// records included), sorted by key.
+func (ix *memIndex) slotRecords(slot uint16) []slotRecord {
+	p := slotPrefix(slot)
+	s := ix.shard(slot)
+	s.mu.RLock()
+	var recs []slotRecord
+	for k, rec := range s.m {
+		if k[0] == p[0] && k[1] == p[1] {
+			recs = append(recs, slotRecord{k, rec})
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(recs, func(a, b slotRecord) int { return strings.Compare(a.key, b.key) })
+	return recs
 }
 
 // forgetTombstone removes bk if it is still the tombstone of version v.

@@ -55,6 +55,18 @@ type Options struct {
 	// 100ms.
 	ExpiryInterval time.Duration
 
+	// PersistInterval is the least time between the starts of two persist
+	// cycles (writes reach Badger behind their acknowledgement, see
+	// persist.go); default 1s, as Redis's appendfsync everysec. A longer
+	// interval coalesces more writes to hot keys and costs less CPU (SET
+	// at -P 16 on 100k keys: 245-265k ops/s back to back, 340-390k at 1s);
+	// a killed node then has more to get back from its replicas.
+	// Negative means back to back.
+	PersistInterval time.Duration
+	// MaxUnpersisted bounds the bytes of acknowledged writes not yet in
+	// Badger: beyond it, writes wait (Submit blocks); default 64 MiB.
+	MaxUnpersisted int64
+
 	// Logger receives the store's logs and Badger's warnings and errors;
 	// default slog.Default().
 	Logger *slog.Logger
@@ -64,13 +76,15 @@ type Options struct {
 // directory.
 func DefaultOptions() Options {
 	return Options{
-		Fsync:          FsyncNo,
-		MemTableSize:   16 << 20,
-		BlockCacheSize: 16 << 20,
-		IndexCacheSize: 16 << 20,
-		TombstoneTTL:   10 * time.Minute,
-		ExpiryInterval: 100 * time.Millisecond,
-		Logger:         slog.Default(),
+		Fsync:           FsyncNo,
+		MemTableSize:    16 << 20,
+		BlockCacheSize:  16 << 20,
+		IndexCacheSize:  16 << 20,
+		TombstoneTTL:    10 * time.Minute,
+		ExpiryInterval:  100 * time.Millisecond,
+		PersistInterval: time.Second,
+		MaxUnpersisted:  64 << 20,
+		Logger:          slog.Default(),
 	}
 }
 
@@ -99,6 +113,15 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.ExpiryInterval <= 0 {
 		o.ExpiryInterval = d.ExpiryInterval
+	}
+	switch {
+	case o.PersistInterval == 0:
+		o.PersistInterval = d.PersistInterval
+	case o.PersistInterval < 0:
+		o.PersistInterval = 0
+	}
+	if o.MaxUnpersisted <= 0 {
+		o.MaxUnpersisted = d.MaxUnpersisted
 	}
 	if o.Logger == nil {
 		o.Logger = d.Logger

@@ -1,13 +1,15 @@
 package storage
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -53,9 +55,13 @@ type Stats struct {
 	// Batches is the number of batches: groups of submissions the committer
 	// took from its queue at once and completed together.
 	Batches uint64
-	// Commits is the number of Badger transactions committed (a batch that
-	// exceeds Badger's transaction size is split into several).
+	// Commits is the number of Badger transactions committed (a persist
+	// cycle that exceeds Badger's transaction size is split into several).
 	Commits uint64
+	// Cycles is the number of persist cycles that wrote to Badger, and
+	// Persisted the number of entries they wrote: writes to a key staged
+	// between two cycles reach Badger as one entry.
+	Cycles, Persisted uint64
 	// Expired is the number of keys the active-expiry loop removed.
 	Expired uint64
 }
@@ -90,6 +96,7 @@ type Store struct {
 	index memIndex
 
 	submitCh   chan *Pending
+	flushCh    chan flushWaiter
 	stopCommit chan struct{} // closed by Close: drain the queue and exit
 	commitDone chan struct{} // closed by the committer when it exits
 	stopBg     chan struct{} // closed by Close: background loops exit
@@ -99,7 +106,7 @@ type Store struct {
 	closeErr  error
 
 	stats struct {
-		submissions, ops, batches, commits, expired atomic.Uint64
+		submissions, ops, batches, commits, cycles, persisted, expired atomic.Uint64
 	}
 
 	// c is the committer's state, touched only by the committer goroutine.
@@ -123,6 +130,7 @@ func Open(opts Options) (*Store, error) {
 		log:        opts.Logger.With("component", "storage"),
 		db:         db,
 		submitCh:   make(chan *Pending, submitQueueLen),
+		flushCh:    make(chan flushWaiter),
 		stopCommit: make(chan struct{}),
 		commitDone: make(chan struct{}),
 		stopBg:     make(chan struct{}),
@@ -207,6 +215,8 @@ func (s *Store) Stats() Stats {
 		Ops:         s.stats.ops.Load(),
 		Batches:     s.stats.batches.Load(),
 		Commits:     s.stats.commits.Load(),
+		Cycles:      s.stats.cycles.Load(),
+		Persisted:   s.stats.persisted.Load(),
 		Expired:     s.stats.expired.Load(),
 	}
 }
@@ -268,11 +278,12 @@ func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
 
 // ScanSlot calls fn for each live key of slot in key order, starting strictly
 // after the key after (nil: from the first key), until fn returns false. key
-// and rec are valid only inside fn. The scan reads one consistent snapshot;
-// writes committed while it runs are not seen.
+// and rec are shared and must not be modified. The scan reads the slot's
+// keys from the index at once; writes that complete while fn runs are not
+// seen, and fn may call the store's read methods.
 func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Record) bool) error {
 	now := s.Now()
-	return s.scanSlot(slot, after, false, func(key []byte, rec Record) bool {
+	return s.visitSlot(slot, after, false, func(key []byte, rec Record) bool {
 		if !rec.liveAt(now) {
 			return true
 		}
@@ -281,11 +292,11 @@ func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Reco
 }
 
 // StreamSlot calls fn with every stored state of slot (tombstones and
-// expired records included, as replication ships them) in key order, from
-// one consistent snapshot, until fn returns false. The mutation's Key and
-// Rec.Value are valid only inside fn.
+// expired records included, as replication ships them) in key order, as
+// ScanSlot does, until fn returns false. The mutation's Key and Rec.Value
+// are shared and must not be modified.
 func (s *Store) StreamSlot(slot uint16, fn func(m Mutation) bool) error {
-	return s.scanSlot(slot, nil, true, func(key []byte, rec Record) bool {
+	return s.visitSlot(slot, nil, true, func(key []byte, rec Record) bool {
 		return fn(Mutation{Slot: slot, Key: key, Rec: rec})
 	})
 }
@@ -301,9 +312,11 @@ func (s *Store) SlotDigest(slot uint16) uint64 {
 	return s.index.digests[slot].Load()
 }
 
-// scanSlot is ScanSlot and StreamSlot: it visits the records of a slot
-// after a key, skipping tombstones unless withTombstones.
-func (s *Store) scanSlot(slot uint16, after []byte, withTombstones bool, fn func(key []byte, rec Record) bool) error {
+// visitSlot is ScanSlot and StreamSlot: it visits the records of a slot
+// after a key, in key order, skipping tombstones unless withTombstones.
+// They come from the index, which is current, rather than from Badger,
+// which trails it by a persist cycle.
+func (s *Store) visitSlot(slot uint16, after []byte, withTombstones bool, fn func(key []byte, rec Record) bool) error {
 	if !s.gate.enter() {
 		return ErrClosed
 	}
@@ -311,43 +324,38 @@ func (s *Store) scanSlot(slot uint16, after []byte, withTombstones bool, fn func
 	if slot >= SlotCount {
 		return fmt.Errorf("storage: slot %d out of range", slot)
 	}
-
-	ts := s.readers.acquire(&s.readTs)
-	defer s.readers.release(ts)
-	txn := s.db.NewTransactionAt(ts, false)
-	defer txn.Discard()
-	prefix := slotPrefix(slot)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix[:]})
-	defer it.Close()
-
-	cont := true
-	var key []byte // the current user key, for visit
-	visit := func(v []byte) error {
-		h, payload, err := decodeHeader(v)
-		if err != nil {
-			return err
+	recs := s.index.slotRecords(slot)
+	i := 0
+	if after != nil {
+		i, _ = slices.BinarySearchFunc(recs, after, func(r slotRecord, after []byte) int {
+			return strings.Compare(r.key[slotPrefixLen:], string(after))
+		})
+		if i < len(recs) && recs[i].key[slotPrefixLen:] == string(after) {
+			i++
 		}
-		rec := Record{Value: payload, ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
-		if rec.Tombstone {
-			rec.Value = nil
-		}
-		cont = fn(key, rec)
-		return nil
 	}
-	for it.Seek(appendDataKey(nil, slot, after)); cont && it.Valid(); it.Next() {
-		item := it.Item()
-		key = item.Key()[slotPrefixLen:]
-		if after != nil && bytes.Equal(key, after) {
+	for _, r := range recs[i:] {
+		if !withTombstones && r.rec.Tombstone {
 			continue
 		}
-		if !withTombstones && item.UserMeta()&flagTombstone != 0 {
-			continue
-		}
-		if err := item.Value(visit); err != nil {
-			return fmt.Errorf("storage: scan slot %d: %w", slot, err)
+		if !fn(unsafe.Slice(unsafe.StringData(r.key[slotPrefixLen:]), len(r.key)-slotPrefixLen), r.rec) {
+			break
 		}
 	}
 	return nil
+}
+
+// Flush waits until every write acknowledged before the call is in Badger
+// (written; synced only as the fsync policy says), and returns the failure
+// if Badger failed that.
+func (s *Store) Flush() error {
+	if !s.gate.enter() {
+		return ErrClosed
+	}
+	defer s.gate.exit()
+	w := flushWaiter{done: make(chan error, 1)}
+	s.flushCh <- w
+	return <-w.done
 }
 
 // rebuildCounts recomputes the per-slot counts and the in-memory index from
@@ -422,7 +430,25 @@ func (s *Store) rebuildCounts() (uint64, error) {
 // count is a change in a slot's key counts.
 type count struct{ keys, volatile int64 }
 
-func (c count) plus(d count) count { return count{c.keys + d.keys, c.volatile + d.volatile} }
+// countChange is the count change of replacing prev (had: if there was
+// one) with rec: counts follow stored non-tombstone records, expired or
+// not, and the volatile count those with an expiry.
+func countChange(prev Record, had bool, rec Record) count {
+	var d count
+	if had && !prev.Tombstone {
+		d.keys--
+		if prev.ExpireAt != 0 {
+			d.volatile--
+		}
+	}
+	if !rec.Tombstone {
+		d.keys++
+		if rec.ExpireAt != 0 {
+			d.volatile++
+		}
+	}
+	return d
+}
 
 // addCount applies a count change to one slot.
 func (s *Store) addCount(slot uint16, d count) {

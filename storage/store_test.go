@@ -306,6 +306,9 @@ func TestConcurrentSubmitsAreBatched(t *testing.T) {
 
 	// Deterministically: everything queued behind a busy committer is one
 	// batch and one commit.
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	release := make(chan struct{})
 	blocker := s.Submit(func(*Tx) { <-release })
 	// Wait until the committer has taken the blocker, so the queue is ours.
@@ -323,6 +326,9 @@ func TestConcurrentSubmitsAreBatched(t *testing.T) {
 		if err := p.Wait(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
 	}
 	after := s.Stats()
 	// The blocker's batch may or may not have caught the first few.
@@ -617,6 +623,9 @@ func TestBigBatchIsSplit(t *testing.T) {
 		}
 	})
 	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	after := s.Stats()

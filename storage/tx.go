@@ -3,22 +3,7 @@ package storage
 import (
 	"fmt"
 	"runtime/debug"
-
-	"github.com/dgraph-io/badger/v4"
 )
-
-// write is one Badger write of a function: an entry to set, or a key to
-// delete (an expiry-index entry).
-type write struct {
-	entry  *badger.Entry
-	delKey []byte
-}
-
-// slotDelta is a count change of one slot.
-type slotDelta struct {
-	slot  uint16
-	delta count
-}
 
 // undo restores one overlay entry when a function fails.
 type undo struct {
@@ -42,7 +27,6 @@ type Tx struct {
 	err   error
 
 	writes []write
-	deltas []slotDelta
 	undos  []undo
 	keyBuf []byte
 }
@@ -54,7 +38,6 @@ func (tx *Tx) reset(b *batch, p *Pending) {
 	tx.err = nil
 	clear(tx.writes) // Drop references to the last function's buffers.
 	tx.writes = tx.writes[:0]
-	tx.deltas = tx.deltas[:0]
 	clear(tx.undos)
 	tx.undos = tx.undos[:0]
 	tx.now = tx.c.s.Now()
@@ -183,11 +166,9 @@ func (tx *Tx) Set(slot uint16, key, value []byte, expireAt int64) {
 		tx.Fail(ErrValueTooLarge)
 		return
 	}
-	prev, had := tx.stored(tx.dataKey(slot, key), false)
-	if tx.err != nil {
-		return
-	}
-	tx.put(slot, key, Record{Value: value, ExpireAt: expireAt, Version: tx.c.hlc.next(tx.now)}, prev, had)
+	// What the key held does not matter: counts and digests follow from
+	// the index's previous record when the write reaches it.
+	tx.put(slot, key, Record{Value: value, ExpireAt: expireAt, Version: tx.c.hlc.next(tx.now)})
 }
 
 // Delete removes a live key by writing a tombstone with a new version, and
@@ -201,7 +182,7 @@ func (tx *Tx) Delete(slot uint16, key []byte) bool {
 	if !ok || !cur.liveAt(tx.now) {
 		return false
 	}
-	tx.put(slot, key, Record{Version: tx.c.hlc.next(tx.now), Tombstone: true}, cur, true)
+	tx.put(slot, key, Record{Version: tx.c.hlc.next(tx.now), Tombstone: true})
 	return true
 }
 
@@ -228,7 +209,7 @@ func (tx *Tx) Apply(m Mutation) bool {
 	if rec.Tombstone {
 		rec.Value, rec.ExpireAt = nil, 0
 	}
-	tx.put(m.Slot, m.Key, rec, cur, ok)
+	tx.put(m.Slot, m.Key, rec)
 	return true
 }
 
@@ -245,11 +226,10 @@ func (tx *Tx) validKey(slot uint16, key []byte) bool {
 	return true
 }
 
-// put writes rec (complete with its version) as the new state of a key
-// whose stored state was prev (had = whether there was one): the Badger
-// entry, an expiry-index entry when the record can expire, the overlay, the
-// mutation and the count change. The caller has validated the key.
-func (tx *Tx) put(slot uint16, key []byte, rec Record, prev Record, had bool) {
+// put writes rec (complete with its version) as the new state of a key: the
+// Badger entry, an expiry-index entry when the record can expire, the
+// overlay and the mutation. The caller has validated the key.
+func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 	s := tx.c.s
 
 	// One allocation holds the Badger key and value; the mutation and the
@@ -261,44 +241,25 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record, prev Record, had bool) {
 	putHeader(v, TypeString, &rec)
 	copy(v[headerLen:], rec.Value)
 	rec.Value = v[headerLen:]
-	e := &badger.Entry{Key: k, Value: v}
+	w := write{key: k, value: v}
 	if rec.Tombstone {
 		rec.Value = nil
-		e.UserMeta = flagTombstone
-		e.ExpiresAt = uint64((tx.now + s.opts.TombstoneTTL.Milliseconds() + 999) / 1000)
+		w.userMeta = flagTombstone
+		w.expiresAt = uint64((tx.now + s.opts.TombstoneTTL.Milliseconds() + 999) / 1000)
 	} else {
-		e.ExpiresAt = badgerExpiresAt(rec.ExpireAt, badgerExpiryGraceSecs)
+		w.expiresAt = badgerExpiresAt(rec.ExpireAt, badgerExpiryGraceSecs)
 	}
-	tx.writes = append(tx.writes, write{entry: e})
+	tx.writes = append(tx.writes, w)
 	if !rec.Tombstone && rec.ExpireAt != 0 {
 		ik := appendExpiryKey(make([]byte, 0, expiryIndexHeaderLen+len(key)), rec.ExpireAt, slot, key)
-		tx.writes = append(tx.writes, write{entry: &badger.Entry{Key: ik}})
+		tx.writes = append(tx.writes, write{key: ik})
 	}
 
-	ok := string(k)
+	ok := frozenString(k)
 	pv, pok := tx.c.overlay[ok]
 	tx.undos = append(tx.undos, undo{key: ok, prev: pv, had: pok})
-	tx.c.overlay[ok] = overlayEntry{rec: rec, seq: tx.b.seq}
+	tx.c.overlay[ok] = overlayEntry{rec: rec}
 	tx.b.keys = append(tx.b.keys, ok)
 
 	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec, dataKey: k})
-
-	// Counts follow stored non-tombstone records, expired or not; the
-	// volatile count those with an expiry.
-	var d count
-	if had && !prev.Tombstone {
-		d.keys--
-		if prev.ExpireAt != 0 {
-			d.volatile--
-		}
-	}
-	if !rec.Tombstone {
-		d.keys++
-		if rec.ExpireAt != 0 {
-			d.volatile++
-		}
-	}
-	if d != (count{}) {
-		tx.deltas = append(tx.deltas, slotDelta{slot, d})
-	}
 }

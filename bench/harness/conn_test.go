@@ -123,6 +123,11 @@ func TestLoadAndProbe(t *testing.T) {
 	}
 	bg := StartLoad(ctx, &slots, 2, 100)
 	res, err := ProbeWrite(ctx, []string{"127.0.0.1:1", addr}, "probe", time.Now(), 10*time.Millisecond, 5*time.Second)
+	// The probe can finish before the load's first write: give the load
+	// its chance before judging it.
+	for deadline := time.Now().Add(5 * time.Second); bg.ok.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	ok, _ := bg.Stop()
 	if err != nil {
 		t.Fatal(err)

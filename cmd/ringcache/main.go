@@ -63,6 +63,8 @@ func run(args []string) error {
 	fs.Var(memFlag{&sto.MemTableSize}, "memtable-size", "Badger memtable size (e.g. 64mb)")
 	fs.Var(memFlag{&sto.BlockCacheSize}, "block-cache-size", "Badger block cache size (e.g. 64mb)")
 	fs.Var(memFlag{&sto.IndexCacheSize}, "index-cache-size", "Badger index cache size (0: keep indexes in memory)")
+	fs.DurationVar(&sto.PersistInterval, "persist-interval", sto.PersistInterval, "least time between two writes of acknowledged writes to Badger (negative: back to back); longer coalesces more writes to hot keys")
+	fs.Var(memFlag{&sto.MaxUnpersisted}, "max-unpersisted", "acknowledged writes not yet in Badger beyond which writes wait (e.g. 64mb)")
 	cc := cluster.DefaultConfig()
 	clusterPort := fs.Int("cluster-port", 0, "gossip port (TCP and UDP); default: port+10000, as Redis's cluster bus")
 	join := fs.String("join", "", "comma-separated gossip addresses (host:port) of nodes to join; retried until one answers")

@@ -1,0 +1,391 @@
+package storage
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// write is one Badger write staged by a function: an entry to set (a
+// record, or an expiry-index key), or a key to delete. key and value are
+// immutable.
+type write struct {
+	key, value []byte
+	userMeta   byte
+	expiresAt  uint64
+	delete     bool
+}
+
+// size is what a staged write counts against Options.MaxUnpersisted: its
+// bytes and roughly what the staging map and Badger's entry add.
+func (w *write) size() int64 { return int64(len(w.key)+len(w.value)) + 96 }
+
+// Write-behind. Badger's write path costs several microseconds per entry
+// (its memtable is a skiplist over a large arena: a cache miss per level),
+// more than everything else a SET does together, and it runs on one
+// goroutine. So writes are acknowledged once they are in the index (and,
+// through replication, on the in-sync replicas, which is what makes an
+// acknowledged write survive the loss of a node) and reach Badger behind:
+//
+//   - The committer stages each write in the dirty map, keyed by Badger
+//     key, so a key written many times between two cycles costs Badger one
+//     entry.
+//   - A persist cycle takes the whole dirty map and commits it, in as many
+//     Badger transactions as it needs, on the persister goroutine, while the
+//     committer goes on with an empty map. One cycle is in flight at a time,
+//     and the next starts as soon as it is done (or PersistInterval after the
+//     previous start, whichever is later), so Badger trails the index by
+//     about one cycle.
+//   - When the writes staged and in flight exceed MaxUnpersisted bytes, the
+//     committer stops taking submissions until the cycle in flight ends:
+//     Submit then blocks, which is the backpressure.
+//   - When Badger fails a cycle, its writes go back to the dirty map (unless
+//     newer ones replaced them) and are retried a second later; while that
+//     lasts and the backlog is full, writes fail instead of waiting.
+//
+// What a node loses when killed (not stopped: Close persists everything) is
+// at most the writes of the last cycle or two, which its replicas hold; it
+// gets them back by the repair that runs before it serves again. A single
+// node without replicas loses them, as Redis loses what it has not yet
+// written to its append-only file.
+type persistState struct {
+	s *Store
+
+	// dirty holds the staged writes of generation gen; spare is an empty
+	// map to swap in when a cycle takes dirty.
+	dirty      map[string]write
+	spare      map[string]write
+	dirtyBytes int64
+	gen        uint64
+
+	// inflight is the size of the cycle in flight, -1 when none; its
+	// generation is gen-1.
+	inflight  int64
+	lastStart time.Time
+	lastErr   error
+	persisted uint64 // the last generation written
+
+	// waiters are Flush calls, parked are FsyncAlways batches, each waiting
+	// for a generation to be written.
+	waiters []flushWaiter
+	parked  []parkedPendings
+
+	timer      *time.Timer
+	timerArmed bool
+
+	jobs    chan persistJob
+	results chan persistResult
+	done    chan struct{}
+
+	// commitTs is the last Badger commit timestamp; only the persister
+	// goroutine uses it once started.
+	commitTs uint64
+}
+
+type persistJob struct {
+	gen    uint64
+	writes map[string]write
+}
+
+type persistResult struct {
+	gen    uint64
+	writes map[string]write
+	err    error
+}
+
+// flushWaiter is a Flush call: done receives the outcome once generation
+// gen is written.
+type flushWaiter struct {
+	gen  uint64
+	done chan error
+}
+
+type parkedPendings struct {
+	gen      uint64
+	pendings []*Pending
+}
+
+func (ps *persistState) init(s *Store, commitTs uint64) {
+	ps.s = s
+	ps.dirty = make(map[string]write)
+	ps.gen = 1
+	ps.inflight = -1
+	ps.commitTs = commitTs
+	ps.lastStart = time.Now()
+	ps.timer = time.NewTimer(time.Hour)
+	ps.timer.Stop()
+	ps.jobs = make(chan persistJob)
+	ps.results = make(chan persistResult, 1)
+	ps.done = make(chan struct{})
+	go ps.persister()
+}
+
+// stage adds a write to the dirty map, replacing an earlier one of the same
+// Badger key.
+func (ps *persistState) stage(w *write) {
+	k := frozenString(w.key)
+	if old, ok := ps.dirty[k]; ok {
+		ps.dirtyBytes -= old.size()
+	}
+	ps.dirty[k] = *w
+	ps.dirtyBytes += w.size()
+}
+
+// unstage forgets the staged writes whose keys start with any of prefixes.
+// There must be no cycle in flight.
+func (ps *persistState) unstage(prefixes [][]byte) {
+	for k, w := range ps.dirty {
+		for _, p := range prefixes {
+			if strings.HasPrefix(k, string(p)) {
+				delete(ps.dirty, k)
+				ps.dirtyBytes -= w.size()
+				break
+			}
+		}
+	}
+}
+
+// full reports whether the committer must stop taking submissions until
+// the cycle in flight ends.
+func (ps *persistState) full() bool {
+	return ps.inflight >= 0 && ps.lastErr == nil && ps.dirtyBytes+ps.inflight >= ps.s.opts.MaxUnpersisted
+}
+
+// refusing returns Badger's last failure while the backlog is full: writes
+// are then refused.
+func (ps *persistState) refusing() error {
+	if ps.lastErr != nil && ps.dirtyBytes >= ps.s.opts.MaxUnpersisted {
+		return ps.lastErr
+	}
+	return nil
+}
+
+// park holds FsyncAlways submissions until the generation holding their
+// writes (the current one) is written.
+func (ps *persistState) park(pendings []*Pending) {
+	ps.parked = append(ps.parked, parkedPendings{gen: ps.gen, pendings: append([]*Pending(nil), pendings...)})
+}
+
+// addWaiter registers a Flush: it is answered once every write staged so far
+// is in Badger.
+func (ps *persistState) addWaiter(w flushWaiter) {
+	switch {
+	case len(ps.dirty) > 0:
+		w.gen = ps.gen
+	case ps.inflight >= 0:
+		w.gen = ps.gen - 1
+	default:
+		w.done <- nil
+		return
+	}
+	ps.waiters = append(ps.waiters, w)
+}
+
+// urgent reports whether someone waits for the staged writes, so a cycle
+// should start without waiting for PersistInterval.
+func (ps *persistState) urgent() bool {
+	return len(ps.waiters) > 0 || len(ps.parked) > 0 ||
+		ps.dirtyBytes >= ps.s.opts.MaxUnpersisted/2
+}
+
+// maybeStart starts a persist cycle if there is something to write, no
+// cycle in flight, and it is time; otherwise it arms the timer for when it
+// will be.
+func (ps *persistState) maybeStart() {
+	if ps.inflight >= 0 || len(ps.dirty) == 0 {
+		return
+	}
+	wait := ps.s.opts.PersistInterval
+	if ps.urgent() {
+		wait = 0
+	}
+	if ps.lastErr != nil {
+		wait = retryBackoff
+	}
+	if d := wait - time.Since(ps.lastStart); d > 0 {
+		if !ps.timerArmed {
+			ps.timer.Reset(d)
+			ps.timerArmed = true
+		}
+		return
+	}
+	ps.start()
+}
+
+// start hands the dirty map to the persister.
+func (ps *persistState) start() {
+	if ps.timerArmed {
+		ps.timer.Stop()
+		ps.timerArmed = false
+	}
+	job := persistJob{gen: ps.gen, writes: ps.dirty}
+	ps.inflight = ps.dirtyBytes
+	if ps.spare != nil {
+		ps.dirty, ps.spare = ps.spare, nil
+	} else {
+		ps.dirty = make(map[string]write, len(job.writes))
+	}
+	ps.dirtyBytes = 0
+	ps.gen++
+	ps.lastStart = time.Now()
+	ps.jobs <- job
+}
+
+// timerFired notes that the armed timer went off.
+func (ps *persistState) timerFired() { ps.timerArmed = false }
+
+// finished takes the result of the cycle in flight.
+func (ps *persistState) finished(r persistResult) {
+	ps.inflight = -1
+	if r.err != nil {
+		ps.s.log.Error("writing to Badger failed; retrying", "err", r.err, "writes", len(r.writes))
+		ps.lastErr = r.err
+		// What was not replaced since goes back, to be retried with the
+		// current generation.
+		for k, w := range r.writes {
+			if _, ok := ps.dirty[k]; !ok {
+				ps.dirty[k] = w
+				ps.dirtyBytes += w.size()
+			}
+		}
+	} else {
+		ps.lastErr = nil
+		ps.persisted = r.gen
+		clear(r.writes)
+		ps.spare = r.writes
+	}
+	ps.release(r.gen, r.err)
+}
+
+// release answers the waiters and completes the parked submissions of
+// generations up to gen.
+func (ps *persistState) release(gen uint64, err error) {
+	n := 0
+	for _, w := range ps.waiters {
+		if w.gen <= gen {
+			w.done <- err
+			continue
+		}
+		ps.waiters[n] = w
+		n++
+	}
+	clear(ps.waiters[n:])
+	ps.waiters = ps.waiters[:n]
+
+	n = 0
+	for _, pp := range ps.parked {
+		if pp.gen <= gen {
+			for _, p := range pp.pendings {
+				p.complete(err)
+			}
+			continue
+		}
+		ps.parked[n] = pp
+		n++
+	}
+	clear(ps.parked[n:])
+	ps.parked = ps.parked[:n]
+}
+
+// wait waits for the cycle in flight, if any, and takes its result.
+func (ps *persistState) wait() {
+	if ps.inflight >= 0 {
+		ps.finished(<-ps.results)
+	}
+}
+
+// persistAll writes everything staged, now, and returns the failure if
+// Badger failed (once: the writes then stay staged).
+func (ps *persistState) persistAll() error {
+	ps.wait()
+	if len(ps.dirty) == 0 {
+		return nil
+	}
+	ps.start()
+	r := <-ps.results
+	ps.finished(r)
+	return r.err
+}
+
+// stop ends the persister goroutine after persistAll, failing whatever
+// still waits (a write Badger refused to the end).
+func (ps *persistState) stop() {
+	ps.wait()
+	close(ps.jobs)
+	<-ps.done
+	if len(ps.waiters) > 0 || len(ps.parked) > 0 {
+		err := ps.lastErr
+		if err == nil {
+			err = ErrClosed
+		}
+		ps.release(^uint64(0), err)
+	}
+	ps.timer.Stop()
+}
+
+// persister is the goroutine that writes cycles to Badger.
+func (ps *persistState) persister() {
+	defer close(ps.done)
+	for job := range ps.jobs {
+		err := ps.write(job.writes)
+		ps.results <- persistResult{gen: job.gen, writes: job.writes, err: err}
+	}
+}
+
+// write commits writes to Badger, in several transactions when they exceed
+// one (with FsyncAlways, Badger syncs each), and publishes the last commit
+// timestamp for readers.
+func (ps *persistState) write(writes map[string]write) error {
+	s := ps.s
+	txn := s.db.NewTransactionAt(s.readTs.Load(), true)
+	defer func() { txn.Discard() }()
+	n := 0
+	commit := func() error {
+		if n == 0 {
+			return nil
+		}
+		// Never reuse a timestamp Badger may have seen, whatever happens.
+		ps.commitTs++
+		err := txn.CommitAt(ps.commitTs, nil)
+		n = 0
+		if err != nil {
+			return err
+		}
+		s.stats.commits.Add(1)
+		return nil
+	}
+	var err error
+	for _, w := range writes {
+		if err = addToTxn(txn, &w); errors.Is(err, badger.ErrTxnTooBig) {
+			if err = commit(); err != nil {
+				break
+			}
+			txn = s.db.NewTransactionAt(s.readTs.Load(), true)
+			err = addToTxn(txn, &w)
+		}
+		if err != nil {
+			break
+		}
+		n++
+	}
+	if err == nil {
+		err = commit()
+	}
+	if err == nil {
+		s.stats.cycles.Add(1)
+		s.stats.persisted.Add(uint64(len(writes)))
+	}
+	// Every timestamp issued is complete: readers see what landed, even
+	// after a failure, in line with Badger.
+	s.readTs.Store(ps.commitTs)
+	return err
+}
+
+func addToTxn(txn *badger.Txn, w *write) error {
+	if w.delete {
+		return txn.Delete(w.key)
+	}
+	return txn.SetEntry(&badger.Entry{Key: w.key, Value: w.value, UserMeta: w.userMeta, ExpiresAt: w.expiresAt})
+}

@@ -1,0 +1,176 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// inBadger reads a key's record straight from Badger (at the last persisted
+// timestamp), bypassing the index: what a restart would find.
+func inBadger(t *testing.T, s *Store, slot uint16, key string) (Record, bool) {
+	t.Helper()
+	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
+	defer txn.Discard()
+	item, err := txn.Get(appendDataKey(nil, slot, []byte(key)))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Record{}, false
+	}
+	if err != nil {
+		t.Fatalf("badger get %s: %v", key, err)
+	}
+	var rec Record
+	err = item.Value(func(v []byte) error {
+		h, payload, err := decodeHeader(v)
+		rec = Record{Value: append([]byte(nil), payload...), Version: h.version, ExpireAt: h.expireAt, Tombstone: h.tombstone()}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("badger value %s: %v", key, err)
+	}
+	return rec, true
+}
+
+// lazyPersist makes cycles start only when someone waits for them (Flush,
+// the backlog bound), so tests decide when Badger is written.
+func lazyPersist(o *Options) { o.PersistInterval = time.Hour }
+
+func TestWritesAreAcknowledgedBeforeBadger(t *testing.T) {
+	s := newStore(t, lazyPersist)
+	set(t, s, 1, "k", "v1", 0)
+	if v, ok := get(t, s, 1, "k"); !ok || v != "v1" {
+		t.Fatalf("k = %q, %v after its write completed", v, ok)
+	}
+	if _, ok := inBadger(t, s, 1, "k"); ok {
+		t.Fatal("k is in Badger before any persist cycle: the write waited for Badger")
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if rec, ok := inBadger(t, s, 1, "k"); !ok || string(rec.Value) != "v1" {
+		t.Fatalf("after Flush, Badger has k = %q, %v", rec.Value, ok)
+	}
+}
+
+func TestHotKeyIsPersistedOnce(t *testing.T) {
+	s := newStore(t, lazyPersist)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	for i := range 100 {
+		set(t, s, 7, "hot", fmt.Sprint(i), 0)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Stats()
+	if n := after.Persisted - before.Persisted; n != 1 {
+		t.Errorf("100 writes of one key wrote %d Badger entries, want 1", n)
+	}
+	if n := after.Cycles - before.Cycles; n != 1 {
+		t.Errorf("%d persist cycles, want 1", n)
+	}
+	if rec, ok := inBadger(t, s, 7, "hot"); !ok || string(rec.Value) != "99" {
+		t.Errorf("Badger has hot = %q, %v, want the last write", rec.Value, ok)
+	}
+}
+
+func TestCloseAndReopenKeepUnpersistedWrites(t *testing.T) {
+	opts := testOptions(t, lazyPersist)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		set(t, s, uint16(i%50), keyN(i), keyN(i), 0)
+	}
+	del := s.Submit(func(tx *Tx) { tx.Delete(3, []byte(keyN(3))) })
+	if err := del.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, opts)
+	checkCounts(t, s, 999, map[uint16]int64{3: 19, 4: 20})
+	if _, ok := get(t, s, 3, keyN(3)); ok {
+		t.Error("a deleted key came back after Close and reopen")
+	}
+	if v, ok := get(t, s, 4, keyN(4)); !ok || v != keyN(4) {
+		t.Errorf("%s = %q, %v after reopen", keyN(4), v, ok)
+	}
+}
+
+func TestBacklogBoundAppliesBackpressure(t *testing.T) {
+	// A bound of a few writes: the committer must keep stopping for Badger,
+	// and still lose nothing.
+	opts := testOptions(t, func(o *Options) { o.MaxUnpersisted = 2048 })
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				k := fmt.Sprintf("g%d:%d", g, i)
+				if err := s.Do(func(tx *Tx) { tx.Set(uint16(g), []byte(k), []byte(k), 0) }); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := s.Stats()
+	if st.Cycles < 10 {
+		t.Errorf("%d persist cycles for 4000 writes with a 2 KiB bound", st.Cycles)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, opts)
+	checkCounts(t, s, 4000, map[uint16]int64{0: 500, 7: 500})
+}
+
+func TestFsyncAlwaysAcknowledgesAfterBadger(t *testing.T) {
+	s := newStore(t, lazyPersist, func(o *Options) { o.Fsync = FsyncAlways })
+	for i := range 20 {
+		set(t, s, 2, keyN(i), "v", 0)
+		if _, ok := inBadger(t, s, 2, keyN(i)); !ok {
+			t.Fatalf("with appendfsync always, %s was acknowledged before it was in Badger", keyN(i))
+		}
+	}
+}
+
+func TestDropForgetsStagedWrites(t *testing.T) {
+	opts := testOptions(t, lazyPersist)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(t, s, 5, "persisted", "v", 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	set(t, s, 5, "staged", "v", 0)
+	set(t, s, 6, "other", "v", 0)
+	if err := s.DropSlot(5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, opts)
+	checkCounts(t, s, 1, map[uint16]int64{5: 0, 6: 1})
+	for _, k := range []string{"persisted", "staged"} {
+		if _, ok := get(t, s, 5, k); ok {
+			t.Errorf("%s came back after DropSlot and reopen", k)
+		}
+	}
+}
