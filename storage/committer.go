@@ -114,6 +114,7 @@ func (c *committer) run() {
 			}
 			if err := c.p.persistAll(); err != nil {
 				c.s.log.Error("persisting the last writes at close failed", "err", err)
+				c.s.closePersistErr = err
 			}
 			return
 		}

@@ -194,7 +194,16 @@ func (ps *persistState) urgent() bool {
 // cycle in flight, and it is time; otherwise it arms the timer for when it
 // will be.
 func (ps *persistState) maybeStart() {
-	if ps.inflight >= 0 || len(ps.dirty) == 0 {
+	if ps.inflight < 0 && len(ps.dirty) == 0 {
+		// Nothing staged or in flight: everything acknowledged is written
+		// (or was dropped), so nobody waits for anything. A batch that wrote
+		// nothing, or a drop that emptied the staged writes, ends here.
+		if len(ps.waiters) > 0 || len(ps.parked) > 0 {
+			ps.release(ps.gen, nil)
+		}
+		return
+	}
+	if ps.inflight >= 0 {
 		return
 	}
 	wait := ps.s.opts.PersistInterval

@@ -174,3 +174,34 @@ func TestDropForgetsStagedWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestWaitsEndWhenNothingIsStaged(t *testing.T) {
+	// With appendfsync always, a write that changes nothing has nothing to
+	// wait for; and a drop that empties what a Flush waits for ends it.
+	s := newStore(t, lazyPersist, func(o *Options) { o.Fsync = FsyncAlways })
+	done := make(chan error, 1)
+	go func() { done <- s.Do(func(tx *Tx) { tx.Delete(1, []byte("missing")) }) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write that staged nothing never completed")
+	}
+
+	s2 := newStore(t, lazyPersist)
+	set(t, s2, 4, "k", "v", 0)
+	go func() { done <- s2.Flush() }()
+	if err := s2.FlushAll(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Flush never returned after FLUSHALL")
+	}
+}

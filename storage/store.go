@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -104,6 +105,9 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// closePersistErr is set by the committer when Close could not write
+	// the last acknowledged writes to Badger.
+	closePersistErr error
 
 	stats struct {
 		submissions, ops, batches, commits, cycles, persisted, expired atomic.Uint64
@@ -200,6 +204,9 @@ func (s *Store) Close() error {
 		s.closeErr = s.db.Close()
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("storage: close badger: %w", s.closeErr)
+		}
+		if s.closePersistErr != nil {
+			s.closeErr = errors.Join(fmt.Errorf("storage: persisting at close: %w", s.closePersistErr), s.closeErr)
 		}
 	})
 	return s.closeErr
