@@ -35,6 +35,20 @@ func inBadger(t *testing.T, s *Store, slot uint16, key string) (Record, bool) {
 	return rec, true
 }
 
+// within returns what ch yields, failing the test if it yields nothing in
+// 10 seconds (waiting for what).
+func within[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
+
 // lazyPersist makes cycles start only when someone waits for them (Flush,
 // the backlog bound), so tests decide when Badger is written.
 func lazyPersist(o *Options) { o.PersistInterval = time.Hour }
@@ -181,13 +195,8 @@ func TestWaitsEndWhenNothingIsStaged(t *testing.T) {
 	s := newStore(t, lazyPersist, func(o *Options) { o.Fsync = FsyncAlways })
 	done := make(chan error, 1)
 	go func() { done <- s.Do(func(tx *Tx) { tx.Delete(1, []byte("missing")) }) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a write that staged nothing never completed")
+	if err := within(t, done, "a write that staged nothing to complete"); err != nil {
+		t.Fatal(err)
 	}
 
 	s2 := newStore(t, lazyPersist)
@@ -196,12 +205,7 @@ func TestWaitsEndWhenNothingIsStaged(t *testing.T) {
 	if err := s2.FlushAll(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Flush never returned after FLUSHALL")
+	if err := within(t, done, "Flush to return after FLUSHALL"); err != nil {
+		t.Fatal(err)
 	}
 }
