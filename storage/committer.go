@@ -199,7 +199,7 @@ func (c *committer) finish(b *batch) {
 	s.stats.batches.Add(1)
 	s.stats.ops.Add(uint64(b.ops))
 	s.stats.submissions.Add(uint64(len(b.pendings)))
-	if s.opts.Fsync == FsyncAlways && !s.opts.InMemory {
+	if s.parks() {
 		c.p.park(b.pendings)
 		return
 	}
@@ -252,18 +252,29 @@ func (c *committer) runDrop(p *Pending) {
 	// land, then forget what is staged there, so nothing comes back.
 	c.p.wait()
 	c.p.unstage(p.drop.prefixes)
-	err := s.db.DropPrefix(p.drop.prefixes...)
+	var err error
+	if f := s.opts.faults; f != nil && f.drop != nil {
+		err = f.drop()
+	}
+	if err == nil {
+		err = s.db.DropPrefix(p.drop.prefixes...)
+	}
 	switch {
 	case err != nil:
-		// Part of the range may be gone: recount from what is left, once
-		// Badger holds every other write too (the recount rebuilds the index
-		// from Badger).
-		s.log.Error("drop failed; recounting keys", "err", err)
-		if perr := c.p.persistAll(); perr != nil {
-			s.log.Error("persisting before the recount failed", "err", perr)
+		// Part of the range may be gone. Nothing of it is staged or in
+		// flight any more, so Badger holds what is left of it: reload the
+		// range from there. Only the range: elsewhere the index holds
+		// acknowledged writes that Badger may not have yet (a FlushAll's
+		// range is everything, and nothing at all is staged).
+		s.log.Error("drop failed; reloading the range from Badger", "err", err)
+		var rerr error
+		if p.drop.slot < 0 {
+			_, rerr = s.rebuildCounts()
+		} else {
+			rerr = s.reloadSlot(uint16(p.drop.slot))
 		}
-		if _, rerr := s.rebuildCounts(); rerr != nil {
-			s.log.Error("recount failed", "err", rerr)
+		if rerr != nil {
+			s.log.Error("reloading after a failed drop failed", "err", rerr)
 		}
 		err = fmt.Errorf("storage: drop: %w", err)
 	case p.drop.slot < 0:
@@ -284,6 +295,10 @@ func (c *committer) runDrop(p *Pending) {
 	s.stats.submissions.Add(1)
 	p.complete(err)
 }
+
+// parks reports whether submissions complete only once their writes are in
+// Badger (FsyncAlways, on disk).
+func (s *Store) parks() bool { return s.opts.Fsync == FsyncAlways && !s.opts.InMemory }
 
 // retryBackoff is how long the persister waits before retrying after Badger
 // failed a cycle.

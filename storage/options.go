@@ -70,6 +70,21 @@ type Options struct {
 	// Logger receives the store's logs and Badger's warnings and errors;
 	// default slog.Default().
 	Logger *slog.Logger
+
+	// faults injects Badger failures; only tests set it.
+	faults *faults
+}
+
+// faults are failures injected in front of Badger, for tests: Badger does
+// not fail on demand, and the store's answer to its failures (retries,
+// parked writes, recounts) must be tested all the same.
+type faults struct {
+	// commit runs before each commit of a persist cycle (chunk counts
+	// them from 0 within the cycle); an error fails that commit, and so
+	// the cycle, as Badger failing it would.
+	commit func(chunk int) error
+	// drop runs before DropPrefix; an error fails the drop.
+	drop func() error
 }
 
 // DefaultOptions returns options with small-machine defaults and no data

@@ -43,7 +43,11 @@ func (w *write) size() int64 { return int64(len(w.key)+len(w.value)) + 96 }
 //     Submit then blocks, which is the backpressure.
 //   - When Badger fails a cycle, its writes go back to the dirty map (unless
 //     newer ones replaced them) and are retried a second later; while that
-//     lasts and the backlog is full, writes fail instead of waiting.
+//     lasts and the backlog is full, writes fail instead of waiting. With
+//     FsyncAlways they fail at once, as Redis refuses writes while its
+//     append-only file cannot be written; the submissions already parked
+//     stay parked (their writes are in the index, visible, and retried)
+//     until a cycle that holds them succeeds, or Close gives up on them.
 //
 // What a node loses when killed (not stopped: Close persists everything) is
 // at most the writes of the last cycle or two, which its replicas hold; it
@@ -153,17 +157,18 @@ func (ps *persistState) full() bool {
 	return ps.inflight >= 0 && ps.lastErr == nil && ps.dirtyBytes+ps.inflight >= ps.s.opts.MaxUnpersisted
 }
 
-// refusing returns Badger's last failure while the backlog is full: writes
-// are then refused.
+// refusing returns Badger's last failure while the backlog is full, or
+// with FsyncAlways (which acknowledges nothing Badger has not written):
+// writes are then refused.
 func (ps *persistState) refusing() error {
-	if ps.lastErr != nil && ps.dirtyBytes >= ps.s.opts.MaxUnpersisted {
+	if ps.lastErr != nil && (ps.dirtyBytes >= ps.s.opts.MaxUnpersisted || ps.s.parks()) {
 		return ps.lastErr
 	}
 	return nil
 }
 
 // park holds FsyncAlways submissions until the generation holding their
-// writes (the current one) is written.
+// writes (the current one), or a later one, is written.
 func (ps *persistState) park(pendings []*Pending) {
 	ps.parked = append(ps.parked, parkedPendings{gen: ps.gen, pendings: append([]*Pending(nil), pendings...)})
 }
@@ -196,8 +201,10 @@ func (ps *persistState) urgent() bool {
 func (ps *persistState) maybeStart() {
 	if ps.inflight < 0 && len(ps.dirty) == 0 {
 		// Nothing staged or in flight: everything acknowledged is written
-		// (or was dropped), so nobody waits for anything. A batch that wrote
-		// nothing, or a drop that emptied the staged writes, ends here.
+		// (or was dropped), so nobody waits for anything, and no failed
+		// write is left to retry. A batch that wrote nothing, or a drop
+		// that emptied the staged writes, ends here.
+		ps.lastErr = nil
 		if len(ps.waiters) > 0 || len(ps.parked) > 0 {
 			ps.release(ps.gen, nil)
 		}
@@ -259,31 +266,25 @@ func (ps *persistState) finished(r persistResult) {
 				ps.dirtyBytes += w.size()
 			}
 		}
-	} else {
-		ps.lastErr = nil
-		ps.persisted = r.gen
-		clear(r.writes)
-		ps.spare = r.writes
+		// Flush reports the failure. The parked submissions' writes are in
+		// the index, so failing them would deny a write that readers see
+		// and that the next cycle retries: they stay parked until a cycle
+		// holding their writes (or newer ones of the same keys) succeeds.
+		ps.answerWaiters(r.gen, r.err)
+		return
 	}
-	ps.release(r.gen, r.err)
+	ps.lastErr = nil
+	ps.persisted = r.gen
+	clear(r.writes)
+	ps.spare = r.writes
+	ps.release(r.gen, nil)
 }
 
 // release answers the waiters and completes the parked submissions of
 // generations up to gen.
 func (ps *persistState) release(gen uint64, err error) {
+	ps.answerWaiters(gen, err)
 	n := 0
-	for _, w := range ps.waiters {
-		if w.gen <= gen {
-			w.done <- err
-			continue
-		}
-		ps.waiters[n] = w
-		n++
-	}
-	clear(ps.waiters[n:])
-	ps.waiters = ps.waiters[:n]
-
-	n = 0
 	for _, pp := range ps.parked {
 		if pp.gen <= gen {
 			for _, p := range pp.pendings {
@@ -296,6 +297,21 @@ func (ps *persistState) release(gen uint64, err error) {
 	}
 	clear(ps.parked[n:])
 	ps.parked = ps.parked[:n]
+}
+
+// answerWaiters answers the Flush calls waiting for generations up to gen.
+func (ps *persistState) answerWaiters(gen uint64, err error) {
+	n := 0
+	for _, w := range ps.waiters {
+		if w.gen <= gen {
+			w.done <- err
+			continue
+		}
+		ps.waiters[n] = w
+		n++
+	}
+	clear(ps.waiters[n:])
+	ps.waiters = ps.waiters[:n]
 }
 
 // wait waits for the cycle in flight, if any, and takes its result.
@@ -350,11 +366,17 @@ func (ps *persistState) write(writes map[string]write) error {
 	s := ps.s
 	txn := s.db.NewTransactionAt(s.readTs.Load(), true)
 	defer func() { txn.Discard() }()
-	n := 0
+	n, chunk := 0, 0
 	commit := func() error {
 		if n == 0 {
 			return nil
 		}
+		if f := s.opts.faults; f != nil && f.commit != nil {
+			if err := f.commit(chunk); err != nil {
+				return err
+			}
+		}
+		chunk++
 		// Never reuse a timestamp Badger may have seen, whatever happens.
 		ps.commitTs++
 		err := txn.CommitAt(ps.commitTs, nil)

@@ -3,7 +3,10 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +210,185 @@ func TestWaitsEndWhenNothingIsStaged(t *testing.T) {
 	}
 	if err := within(t, done, "Flush to return after FLUSHALL"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// errInjected is the failure badgerFaults inject.
+var errInjected = errors.New("injected Badger failure")
+
+// badgerFaults fails every persist commit while commits is set, and every
+// drop while drops is set.
+type badgerFaults struct {
+	commits, drops atomic.Bool
+	// failed counts the commits failed.
+	failed atomic.Int64
+}
+
+func (f *badgerFaults) install(o *Options) {
+	o.faults = &faults{
+		commit: func(int) error {
+			if f.commits.Load() {
+				f.failed.Add(1)
+				return errInjected
+			}
+			return nil
+		},
+		drop: func() error {
+			if f.drops.Load() {
+				return errInjected
+			}
+			return nil
+		},
+	}
+}
+
+func fsyncAlways(o *Options) { o.Fsync = FsyncAlways }
+
+func TestFsyncAlwaysKeepsWritesParkedThroughFailedCycles(t *testing.T) {
+	var f badgerFaults
+	s := newStore(t, lazyPersist, fsyncAlways, f.install)
+	f.commits.Store(true)
+	p := s.Submit(func(tx *Tx) { tx.Set(1, []byte("k"), []byte("v"), 0) })
+	// Two failures: the committer has taken the first, and retried.
+	waitFor(t, "two failed persist cycles", func() bool { return f.failed.Load() >= 2 })
+	select {
+	case <-p.Done():
+		t.Fatalf("a write no cycle has written completed, with %v", p.Wait())
+	default:
+	}
+	if v, ok := get(t, s, 1, "k"); !ok || v != "v" {
+		t.Errorf("k = %q, %v while its write is parked, want it visible", v, ok)
+	}
+	// Meanwhile new writes are refused, and leave nothing behind.
+	if err := s.Do(func(tx *Tx) { tx.Set(1, []byte("refused"), []byte("v"), 0) }); !errors.Is(err, errInjected) {
+		t.Errorf("a write while Badger fails: %v, want it refused with the failure", err)
+	}
+	if _, ok := get(t, s, 1, "refused"); ok {
+		t.Error("a refused write is in the index")
+	}
+
+	f.commits.Store(false)
+	within(t, p.Done(), "the parked write to complete once Badger works")
+	if err := p.Wait(); err != nil {
+		t.Fatalf("the parked write failed: %v", err)
+	}
+	if rec, ok := inBadger(t, s, 1, "k"); !ok || string(rec.Value) != "v" {
+		t.Errorf("Badger has k = %q, %v after its write completed", rec.Value, ok)
+	}
+	set(t, s, 1, "after", "v", 0)
+}
+
+func TestCloseFailsParkedWritesWhenTheLastPersistFails(t *testing.T) {
+	var f badgerFaults
+	s, err := Open(testOptions(t, lazyPersist, fsyncAlways, f.install))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.commits.Store(true)
+	p := s.Submit(func(tx *Tx) { tx.Set(1, []byte("k"), []byte("v"), 0) })
+	waitFor(t, "a failed persist cycle", func() bool { return f.failed.Load() >= 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	if err := within(t, closed, "Close"); !errors.Is(err, errInjected) {
+		t.Errorf("Close: %v, want the persist failure", err)
+	}
+	within(t, p.Done(), "the parked write to complete at Close")
+	if err := p.Wait(); !errors.Is(err, errInjected) {
+		t.Errorf("the parked write: %v, want the persist failure", err)
+	}
+}
+
+func TestFailedDropKeepsUnpersistedWritesOfOtherSlots(t *testing.T) {
+	var f badgerFaults
+	opts := testOptions(t, lazyPersist, f.install)
+	s := openStore(t, opts)
+	set(t, s, 5, "persisted", "v", 0)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.commits.Store(true)
+	set(t, s, 5, "staged", "v", 0)
+	set(t, s, 6, "other", "v", 0)
+	if err := s.Flush(); !errors.Is(err, errInjected) {
+		t.Fatalf("Flush: %v, want the persist failure", err)
+	}
+	digest6 := s.SlotDigest(6)
+	f.drops.Store(true)
+	if err := s.DropSlot(5); !errors.Is(err, errInjected) {
+		t.Fatalf("DropSlot: %v, want the drop failure", err)
+	}
+	// Slot 6 keeps its acknowledged write that Badger does not have; slot
+	// 5 holds what Badger has of it (the failed drop removed nothing there,
+	// and forgot the staged write).
+	check := func(when string) {
+		t.Helper()
+		if v, ok := get(t, s, 6, "other"); !ok || v != "v" {
+			t.Errorf("%s: other = %q, %v, want it kept", when, v, ok)
+		}
+		if _, ok := get(t, s, 5, "persisted"); !ok {
+			t.Errorf("%s: persisted is gone, though Badger holds it", when)
+		}
+		if _, ok := get(t, s, 5, "staged"); ok {
+			t.Errorf("%s: staged is there, though the drop forgot it", when)
+		}
+		checkCounts(t, s, 2, map[uint16]int64{5: 1, 6: 1})
+		if d := s.SlotDigest(6); d != digest6 {
+			t.Errorf("%s: slot 6's digest changed", when)
+		}
+	}
+	check("after the failed drop")
+
+	f.commits.Store(false)
+	f.drops.Store(false)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, opts)
+	check("after reopening")
+}
+
+func TestFailedOpenLeavesNoPersister(t *testing.T) {
+	opts := testOptions(t)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set(t, s, 3, "good", "v", 0)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A record too short for its header: Open's recount fails on it.
+	db, err := badger.OpenManaged(opts.badgerOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := db.NewTransactionAt(db.MaxVersion(), true)
+	if err := txn.Set(appendDataKey(nil, 3, []byte("bad")), []byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.CommitAt(db.MaxVersion()+1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	before := persisters()
+	if s, err := Open(opts); err == nil {
+		_ = s.Close()
+		t.Fatal("Open succeeded over a corrupt record")
+	}
+	waitFor(t, "no persister left by the failed Open", func() bool { return persisters() <= before })
+}
+
+// persisters counts the persister goroutines running.
+func persisters() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "(*persistState).persister(")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }

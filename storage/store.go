@@ -145,7 +145,6 @@ func Open(opts Options) (*Store, error) {
 	// Commit timestamps only need to exceed every version already in Badger.
 	ts := db.MaxVersion()
 	s.readTs.Store(ts)
-	s.c.init(s, ts)
 
 	start := time.Now()
 	maxVersion, err := s.rebuildCounts()
@@ -160,6 +159,8 @@ func Open(opts Options) (*Store, error) {
 	s.log.Info("storage opened", "dir", opts.Dir, "in_memory", opts.InMemory,
 		"keys", s.total.Load(), "count_time", time.Since(start).Round(time.Millisecond))
 
+	// Last, after everything that can fail: init starts the persister.
+	s.c.init(s, ts)
 	go s.c.run()
 	s.bgWG.Add(2)
 	go s.expiryLoop()
@@ -386,24 +387,15 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	var slot uint16
 	var key []byte
 	load := func(v []byte) error {
-		h, payload, err := decodeHeader(v)
+		k, rec, err := loadRecord(slot, key, v)
 		if err != nil {
 			return err
 		}
-		maxVersion = max(maxVersion, h.version)
-		rec := Record{ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
-		// One buffer holds the index key and the value, as put does.
-		buf := make([]byte, 0, slotPrefixLen+len(key)+len(payload))
-		buf = appendDataKey(buf, slot, key)
-		bk := buf[:len(buf):len(buf)]
-		if !rec.Tombstone {
-			rec.Value = append(buf, payload...)[len(bk):]
-		}
+		maxVersion = max(maxVersion, rec.Version)
 		if !rec.Tombstone && rec.ExpireAt != 0 {
 			volatile[slot]++
 			volatileTotal++
 		}
-		k := frozenString(bk)
 		s.index.set(slot, k, rec)
 		if rec.Tombstone {
 			s.c.tombs.push(tombstoneRef{slot: slot, key: k, version: rec.Version, at: now})
@@ -432,6 +424,63 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	s.total.Store(total)
 	s.volatileTotal.Store(volatileTotal)
 	return maxVersion, nil
+}
+
+// reloadSlot replaces one slot's records in the index, and its counts, with
+// what Badger holds of it. It runs in the committer, when Badger holds
+// every write of the slot (nothing of it staged or in flight), while other
+// slots keep their acknowledged writes that Badger has not yet got. On a
+// read error the slot is left as it was.
+func (s *Store) reloadSlot(slot uint16) error {
+	ts := s.readers.acquire(&s.readTs)
+	defer s.readers.release(ts)
+	txn := s.db.NewTransactionAt(ts, false)
+	defer txn.Discard()
+	p := slotPrefix(slot)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: p[:]})
+	defer it.Close()
+	var recs []slotRecord
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		_, key, _ := parseDataKey(item.Key())
+		err := item.Value(func(v []byte) error {
+			k, rec, err := loadRecord(slot, key, v)
+			recs = append(recs, slotRecord{k, rec})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("key %q: %w", item.Key(), err)
+		}
+	}
+	s.addCount(slot, count{keys: -s.counts[slot].Load(), volatile: -s.volatile[slot].Load()})
+	s.index.dropSlot(slot)
+	now := s.Now()
+	for _, r := range recs {
+		s.index.set(slot, r.key, r.rec)
+		s.addCount(slot, countChange(Record{}, false, r.rec))
+		if r.rec.Tombstone {
+			s.c.tombs.push(tombstoneRef{slot: slot, key: r.key, version: r.rec.Version, at: now})
+		}
+	}
+	return nil
+}
+
+// loadRecord decodes the Badger value v of (slot, key) into the index's
+// form: the Badger data key and the record, in one buffer as Tx.put lays
+// them out.
+func loadRecord(slot uint16, key, v []byte) (string, Record, error) {
+	h, payload, err := decodeHeader(v)
+	if err != nil {
+		return "", Record{}, err
+	}
+	rec := Record{ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
+	buf := make([]byte, 0, slotPrefixLen+len(key)+len(payload))
+	buf = appendDataKey(buf, slot, key)
+	bk := buf[:len(buf):len(buf)]
+	if !rec.Tombstone {
+		rec.Value = append(buf, payload...)[len(bk):]
+	}
+	return frozenString(bk), rec, nil
 }
 
 // count is a change in a slot's key counts.
