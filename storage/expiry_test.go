@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // noActiveExpiry keeps the expiry loop out of a test's way.
@@ -110,6 +112,61 @@ func TestActiveExpiry(t *testing.T) {
 	}
 	if _, ok := get(t, s, 21, keyN(3)); !ok {
 		t.Error("a key with a later expiry was removed")
+	}
+}
+
+func TestOrphanExpiryIndexEntriesAreHarmless(t *testing.T) {
+	// A process killed between two transactions of a persist cycle can
+	// leave expiry-index entries whose record never landed or was
+	// rewritten: the loop must drop them when due and touch nothing else.
+	opts := testOptions(t)
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := s.Now() + time.Hour.Milliseconds()
+	set(t, s, 1, "plain", "v", 0)
+	set(t, s, 1, "later", "v", later)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := badger.OpenManaged(opts.badgerOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	txn := db.NewTransactionAt(db.MaxVersion(), true)
+	due := time.Now().Add(-time.Minute).UnixMilli()
+	for _, k := range []string{"missing", "plain", "later"} {
+		if err := txn.Set(appendExpiryKey(nil, due, 1, []byte(k)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.CommitAt(db.MaxVersion()+1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openStore(t, opts)
+	waitFor(t, "the orphan index entries to be dropped", func() bool {
+		due, err := s.scanDue(later, 100)
+		return err == nil && len(due) == 1 // later's own entry
+	})
+	checkCounts(t, s, 2, map[uint16]int64{1: 2})
+	for key, want := range map[string]bool{"plain": true, "later": true, "missing": false} {
+		if _, ok := get(t, s, 1, key); ok != want {
+			t.Errorf("%s found=%v, want %v", key, ok, want)
+		}
+	}
+	if got := mustGet(t, s, 1, "later").ExpireAt; got != later {
+		t.Errorf("later expires at %d, want %d", got, later)
+	}
+	if got := s.Stats().Expired; got != 0 {
+		t.Errorf("Stats().Expired = %d, want 0", got)
+	}
+	if got := s.ExpiresLen(); got != 1 {
+		t.Errorf("ExpiresLen() = %d, want 1", got)
 	}
 }
 

@@ -359,9 +359,34 @@ func (ps *persistState) persister() {
 	}
 }
 
+// Persist phases: the order in which write commits a cycle's writes.
+const (
+	phaseIndexSets    = iota // expiry-index entries
+	phaseRecords             // records (and their tombstones)
+	phaseIndexDeletes        // deletions of expiry-index entries
+	numPhases
+)
+
+// phase is the persist phase of a write. A cycle may take several Badger
+// transactions, and the process may die between two: expiry-index entries
+// go first and their deletions last, so that Badger never holds a record
+// with an expiry but no index entry (the expiry loop would never remove
+// it). The reverse, an index entry whose record is missing, older or
+// changed, is harmless: the expiry loop drops it when it comes due.
+func (w *write) phase() int {
+	switch {
+	case w.key[0] != expiryIndexPrefix:
+		return phaseRecords
+	case w.delete:
+		return phaseIndexDeletes
+	default:
+		return phaseIndexSets
+	}
+}
+
 // write commits writes to Badger, in several transactions when they exceed
-// one (with FsyncAlways, Badger syncs each), and publishes the last commit
-// timestamp for readers.
+// one (with FsyncAlways, Badger syncs each), phase by phase, and publishes
+// the last commit timestamp for readers.
 func (ps *persistState) write(writes map[string]write) error {
 	s := ps.s
 	txn := s.db.NewTransactionAt(s.readTs.Load(), true)
@@ -387,19 +412,31 @@ func (ps *persistState) write(writes map[string]write) error {
 		s.stats.commits.Add(1)
 		return nil
 	}
-	var err error
-	for _, w := range writes {
-		if err = addToTxn(txn, &w); errors.Is(err, badger.ErrTxnTooBig) {
+	add := func(w *write) error {
+		err := addToTxn(txn, w)
+		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err = commit(); err != nil {
-				break
+				return err
 			}
 			txn = s.db.NewTransactionAt(s.readTs.Load(), true)
-			err = addToTxn(txn, &w)
+			err = addToTxn(txn, w)
 		}
-		if err != nil {
-			break
+		if err == nil {
+			n++
 		}
-		n++
+		return err
+	}
+	var err error
+phases:
+	for phase := range numPhases {
+		for _, w := range writes {
+			if w.phase() != phase {
+				continue
+			}
+			if err = add(&w); err != nil {
+				break phases
+			}
+		}
 	}
 	if err == nil {
 		err = commit()

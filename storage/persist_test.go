@@ -347,6 +347,64 @@ func TestFailedDropKeepsUnpersistedWritesOfOtherSlots(t *testing.T) {
 	check("after reopening")
 }
 
+func TestKillBetweenChunksLeavesNoExpiryUnindexed(t *testing.T) {
+	// A 4 MiB memtable limits a Badger transaction to about 600 KiB, so
+	// the cycle below takes two; the "kill" lets the first one land and
+	// nothing after it.
+	var landed atomic.Int64
+	opts := testOptions(t, lazyPersist, func(o *Options) {
+		o.MemTableSize = 4 << 20
+		o.faults = &faults{commit: func(chunk int) error {
+			if chunk > 0 {
+				return errInjected
+			}
+			landed.Add(1)
+			return nil
+		}}
+	})
+	s, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 5000
+	expireAt := time.Now().Add(time.Hour).UnixMilli()
+	val := strings.Repeat("x", 100)
+	err = s.Do(func(tx *Tx) {
+		for i := range n {
+			tx.Set(uint16(i%16), []byte(keyN(i)), []byte(val), expireAt)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); !errors.Is(err, errInjected) {
+		t.Fatalf("Close: %v, want the cycle to fail after its first commit", err)
+	}
+	if landed.Load() != 1 {
+		t.Fatalf("%d commits landed, want 1", landed.Load())
+	}
+
+	opts.faults = nil
+	s = openStore(t, opts)
+	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
+	defer txn.Discard()
+	var records int
+	for i := range n {
+		slot, key := uint16(i%16), keyN(i)
+		rec, ok := inBadger(t, s, slot, key)
+		if !ok {
+			continue
+		}
+		records++
+		if _, err := txn.Get(appendExpiryKey(nil, rec.ExpireAt, slot, []byte(key))); err != nil {
+			t.Fatalf("%s is in Badger with an expiry but its expiry-index entry is not: %v", key, err)
+		}
+	}
+	if records == 0 || records == n {
+		t.Fatalf("%d of %d records landed; the test needs the kill to fall inside the records", records, n)
+	}
+}
+
 func TestFailedOpenLeavesNoPersister(t *testing.T) {
 	opts := testOptions(t)
 	s, err := Open(opts)
