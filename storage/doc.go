@@ -1,26 +1,33 @@
-// Package storage is ringcache's local key-value store: a thin, opinionated
-// layer over Badger (in managed mode) that owns the on-disk key layout, the
-// value header (version, tombstone, millisecond expiry), the single committer
-// goroutine that batches every write into few Badger commits, O(1) per-slot
-// key counts, per-slot iteration and dropping, active expiry, and the
-// hybrid-logical-clock versions that replication compares.
+// Package storage is ringcache's local key-value store: an in-memory index
+// of every key over Badger (in managed mode), which holds it on disk. It owns
+// the on-disk key layout, the value header (version, tombstone, millisecond
+// expiry), the single committer goroutine that runs every write, the
+// write-behind persistence that batches them into few Badger commits, O(1)
+// per-slot key counts, per-slot iteration and dropping, active expiry, and
+// the hybrid-logical-clock versions that replication compares.
 //
 // # Reads and writes
 //
-// Badger runs in managed mode: the store assigns commit timestamps itself.
-// Reads ([Store.Get], [Store.View], [Store.ScanSlot]) run on any goroutine
-// against the last published commit timestamp, so they never wait for a
-// commit in flight. Writes are functions submitted with [Store.Submit] or
-// [Store.Do]; the committer runs every submission that is waiting, in arrival
-// order, as one batch, commits the batch to Badger, publishes its commit
-// timestamp and only then completes the submissions, so an acknowledged
-// write is visible to every later read. Every function sees the writes of
-// all functions before it.
+// Reads ([Store.Get], [Store.View], [Store.ScanSlot], [Store.StreamSlot])
+// run on any goroutine against the in-memory index, so they never wait for
+// a write. Writes are functions submitted with [Store.Submit] or [Store.Do];
+// the committer runs every submission that is waiting, in arrival order, as
+// one batch (every function sees the writes of all functions before it),
+// applies the batch to the index and only then completes the submissions,
+// so an acknowledged write is visible to every later read.
 //
-// The committer pipelines: while Badger writes one batch, it already runs
-// the functions of the next, which see the unpublished writes through an
-// overlay. At most one batch is in flight, so batches commit and become
-// visible in order, each at once.
+// Badger is written behind (persist.go): a persist cycle takes every write
+// staged since the last one, keeping only the last of each key, and commits
+// it on its own goroutine, about every [Options.PersistInterval]; Badger
+// runs in managed mode, the store assigning commit timestamps itself.
+// [Store.Flush] waits for the writes acknowledged so far to be in Badger,
+// and [Store.Close] persists everything. What a killed process loses is
+// the writes of the last cycle or two, which its in-sync replicas hold
+// (they acknowledged every write too). With [FsyncEverySec], what a crash
+// of the machine loses on that node is about PersistInterval plus the
+// second between two fsyncs, which the replicas cover likewise. With
+// [FsyncAlways] a submission completes only once a cycle holding its writes
+// is written and synced.
 //
 // # Layout
 //

@@ -16,15 +16,19 @@ import (
 // read that follows touch neighbouring memory instead of two allocations.
 func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// memIndex holds the committed state of every key in memory: the live
-// records, the expired ones not yet swept, and recent tombstones. Badger
-// stays the store of record (durability, ordered scans, streaming); the
-// index serves point reads and the committer's lookups, which in Badger
-// cost a search of every memtable and level (in managed mode a read at a
-// snapshot never stops at the first version it finds), several microseconds
-// each. Only the committer writes it, after a commit succeeds and before
-// the commit is acknowledged, so a reader never sees a write that might
-// still fail, and always sees one that was acknowledged.
+// memIndex holds the current state of every key in memory: the live
+// records, the expired ones not yet swept, and recent tombstones. It is
+// ahead of Badger, which persist cycles write behind it (persist.go), and
+// it serves every read: point reads, scans, streaming, and the committer's
+// lookups, which in Badger cost a search of every memtable and level (in
+// managed mode a read at a snapshot never stops at the first version it
+// finds), several microseconds each. Badger is what a restart reloads it
+// from. Only the committer writes it, when a batch's functions have run
+// and before the batch's submissions complete, so a reader always sees an
+// acknowledged write. With FsyncAlways a reader may see a write before it
+// is acknowledged (it waits for Badger), as a Redis client may read a key
+// whose writer still waits for its fsync; such a write stays in the index
+// and is retried until Badger takes it.
 type memIndex struct {
 	shards [indexShards]memShard
 	// digests holds each slot's digest: the XOR of recordHash over its

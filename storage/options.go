@@ -19,8 +19,14 @@ const (
 	// makes writes durable, so this is the default.
 	FsyncNo FsyncPolicy = "no"
 	// FsyncEverySec syncs Badger's files once a second in the background.
+	// Writes reach Badger behind their acknowledgement, so a crash of the
+	// machine loses about PersistInterval plus one second of writes on
+	// that node; its in-sync replicas hold them.
 	FsyncEverySec FsyncPolicy = "everysec"
-	// FsyncAlways syncs every commit before its submissions complete.
+	// FsyncAlways completes a submission only once a persist cycle has
+	// written its writes to Badger and synced them. While Badger fails,
+	// submissions already applied wait for a cycle that succeeds, and new
+	// ones are refused.
 	FsyncAlways FsyncPolicy = "always"
 )
 

@@ -92,8 +92,8 @@ type Store struct {
 	gate    gate
 	readers readerSet
 
-	// index is the committed state of every key, in memory, for point
-	// reads and the committer's lookups.
+	// index is the current state of every key, in memory, for reads and
+	// the committer's lookups; Badger trails it.
 	index memIndex
 
 	submitCh   chan *Pending

@@ -3,7 +3,8 @@ package storage
 import "fmt"
 
 // Pending is a submission: write functions that the committer runs, in
-// order, in one batch, and completes together once that batch is committed.
+// order, in one batch, and completes together once that batch is applied
+// to the in-memory index (with FsyncAlways, once it is also in Badger).
 type Pending struct {
 	fns []func(tx *Tx)
 	// drop, when non-nil, makes this a drop request (FlushAll, DropSlot)
@@ -21,8 +22,8 @@ type Pending struct {
 }
 
 // Ran returns a channel that is closed once the submission's functions have
-// run, before their batch is committed: from then on Mutations is final,
-// so a caller may ship them (to replicas) while the commit proceeds. It is
+// run, before their batch is applied: from then on Mutations is final, so
+// a caller may ship them (to replicas) while the batch completes. It is
 // also closed when the submission completes without running.
 func (p *Pending) Ran() <-chan struct{} { return p.ran }
 
@@ -33,9 +34,12 @@ func (p *Pending) markRan() {
 	}
 }
 
-// Wait blocks until the batch holding the submission is committed (and
-// published, so that reads see it), and returns the first failure: the
-// error given to Tx.Fail, a commit error, or ErrClosed.
+// Wait blocks until the batch holding the submission is applied to the
+// in-memory index, so that every later read sees it, and returns the first
+// failure: the error given to Tx.Fail, a refusal (Badger failing while the
+// backlog is full, or with FsyncAlways), or ErrClosed. Badger gets the
+// writes later, by a persist cycle; with FsyncAlways, Wait returns only
+// once one has written them, and fails only if Close gave up on them.
 func (p *Pending) Wait() error {
 	<-p.done
 	return p.err
@@ -61,12 +65,14 @@ func (p *Pending) complete(err error) {
 
 // Submit queues write functions for the committer, which runs them in order,
 // in the committer goroutine, within one batch, and completes the returned
-// Pending once the batch is committed. fns (the slice) must not be modified
-// until then. A function must not call the store's Submit, Do, FlushAll,
-// DropSlot or Close (the committer would wait for itself); it may read
-// through Get or View, but should read through its Tx, which sees the
-// writes not yet committed. Submit blocks only when the committer's queue
-// is full. After Close, the Pending fails with ErrClosed.
+// Pending once the batch is applied to the in-memory index (see
+// Pending.Wait). fns (the slice) must not be modified until then. A
+// function must not call the store's Submit, Do, Flush, FlushAll, DropSlot
+// or Close (the committer would wait for itself); it may read through Get
+// or View, but should read through its Tx, which also sees the writes of
+// its batch so far. Submit blocks only when the committer's queue is full
+// (as it gets while Badger trails by more than Options.MaxUnpersisted).
+// After Close, the Pending fails with ErrClosed.
 func (s *Store) Submit(fns ...func(tx *Tx)) *Pending {
 	return s.submit(&Pending{fns: fns, done: make(chan struct{}), ran: make(chan struct{})})
 }
@@ -81,7 +87,8 @@ func (s *Store) submit(p *Pending) *Pending {
 	return p
 }
 
-// Do runs fn in the committer and waits for its batch to commit.
+// Do runs fn in the committer and waits for its batch, as Submit and
+// Pending.Wait do.
 func (s *Store) Do(fn func(tx *Tx)) error { return s.Submit(fn).Wait() }
 
 // dropRequest asks the committer to drop whole key ranges.

@@ -14,9 +14,8 @@ type undo struct {
 
 // Tx is the handle a write function gets. It is valid only inside that
 // function, in the committer goroutine. Reads through it see the current
-// state: everything committed plus every earlier write of the batch (and of
-// the batch still being committed). Writes through it get versions from the
-// store's hybrid logical clock.
+// state: the in-memory index plus every earlier write of the batch. Writes
+// through it get versions from the store's hybrid logical clock.
 type Tx struct {
 	c   *committer
 	now int64
