@@ -215,8 +215,9 @@ func (c *committer) index(b *batch) {
 	now := s.Now()
 	for _, p := range b.pendings {
 		for _, m := range p.muts {
-			k := frozenString(m.dataKey)
-			prev, had := s.index.set(m.Slot, k, m.Rec)
+			klen := m.dataKeyLen()
+			k := frozenString(m.entry[:klen])
+			prev, had := s.index.set(m.Slot, m.entry, klen)
 			s.addCount(m.Slot, countChange(prev, had, m.Rec))
 			if m.Rec.Tombstone {
 				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})

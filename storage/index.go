@@ -43,18 +43,15 @@ func recordHash(bk string, version uint64) uint64 {
 	return xxh3.HashStringSeed(bk, version)
 }
 
-// indexShards spreads the index over locks and maps. Shards are chosen by
-// slot, so dropping a slot touches one shard; within a shard, keys are
-// hashed (one map per slot would hold a handful of keys each, and Go scans
-// small maps comparing every key, a cache miss apiece).
-// 4096 shards keep a slot's visit (ScanSlot, StreamSlot) to a quarter
-// of a shard's keys while a shard of a keyspace of 100k keys still holds
-// some 25 (hashed, not scanned).
+// indexShards spreads the index over locks and tables. Shards are chosen
+// by slot, so dropping a slot touches one shard. 4096 shards keep a slot's
+// visit (ScanSlot, StreamSlot) to a quarter of a shard's keys and each
+// shard's lock and table small.
 const indexShards = 4096
 
 type memShard struct {
 	mu sync.RWMutex
-	m  map[string]Record // keyed by the Badger data key: slot prefix + key
+	t  keyTable // keyed by the Badger data key: slot prefix + key
 }
 
 func (ix *memIndex) shard(slot uint16) *memShard { return &ix.shards[slot%indexShards] }
@@ -66,26 +63,30 @@ func (ix *memIndex) get(slot uint16, key []byte) (Record, bool) {
 	k := appendDataKey(buf[:0], slot, key)
 	s := ix.shard(slot)
 	s.mu.RLock()
-	rec, ok := s.m[string(k)]
+	ts, ok := s.t.get(unsafe.String(unsafe.SliceData(k), len(k)))
 	s.mu.RUnlock()
-	return rec, ok
+	if !ok {
+		return Record{}, false
+	}
+	return ts.record(), true
 }
 
-// set stores rec as the state of the Badger data key bk (in slot), and
-// returns the record it replaces, if any. rec.Value must never be modified
-// after.
-func (ix *memIndex) set(slot uint16, bk string, rec Record) (old Record, had bool) {
+// set stores e, an entry whose Badger data key (in slot) is its first klen
+// bytes, as that key's state, and returns the record it replaces, if any.
+// e must never be modified after.
+func (ix *memIndex) set(slot uint16, e entry, klen int) (old Record, had bool) {
 	s := ix.shard(slot)
 	s.mu.Lock()
-	if s.m == nil {
-		s.m = make(map[string]Record)
-	}
-	old, had = s.m[bk]
-	s.m[bk] = rec
+	prev, had := s.t.set(e, klen)
 	s.mu.Unlock()
+	bk := frozenString(e[:klen])
+	rec := e.record(klen)
 	var d uint64
-	if had && !old.Tombstone {
-		d ^= recordHash(bk, old.Version)
+	if had {
+		old = prev.record()
+		if !old.Tombstone {
+			d ^= recordHash(bk, old.Version)
+		}
 	}
 	if !rec.Tombstone {
 		d ^= recordHash(bk, rec.Version)
@@ -110,11 +111,12 @@ func (ix *memIndex) slotRecords(slot uint16) []slotRecord {
 	s := ix.shard(slot)
 	s.mu.RLock()
 	var recs []slotRecord
-	for k, rec := range s.m {
-		if k[0] == p[0] && k[1] == p[1] {
-			recs = append(recs, slotRecord{k, rec})
+	s.t.all(func(ts *tableSlot) bool {
+		if k := ts.key(); k[0] == p[0] && k[1] == p[1] {
+			recs = append(recs, slotRecord{k, ts.record()})
 		}
-	}
+		return true
+	})
 	s.mu.RUnlock()
 	slices.SortFunc(recs, func(a, b slotRecord) int { return strings.Compare(a.key, b.key) })
 	return recs
@@ -124,8 +126,10 @@ func (ix *memIndex) slotRecords(slot uint16) []slotRecord {
 func (ix *memIndex) forgetTombstone(slot uint16, bk string, v uint64) {
 	s := ix.shard(slot)
 	s.mu.Lock()
-	if rec, ok := s.m[bk]; ok && rec.Tombstone && rec.Version == v {
-		delete(s.m, bk)
+	if ts, ok := s.t.get(bk); ok {
+		if rec := ts.record(); rec.Tombstone && rec.Version == v {
+			s.t.remove(bk)
+		}
 	}
 	s.mu.Unlock()
 }
@@ -135,11 +139,10 @@ func (ix *memIndex) dropSlot(slot uint16) {
 	p := slotPrefix(slot)
 	s := ix.shard(slot)
 	s.mu.Lock()
-	for k := range s.m {
-		if k[0] == p[0] && k[1] == p[1] {
-			delete(s.m, k)
-		}
-	}
+	s.t.deleteIf(func(ts *tableSlot) bool {
+		k := ts.key()
+		return k[0] == p[0] && k[1] == p[1]
+	})
 	s.mu.Unlock()
 	ix.digests[slot].Store(0)
 }
@@ -149,7 +152,7 @@ func (ix *memIndex) reset() {
 	for i := range ix.shards {
 		s := &ix.shards[i]
 		s.mu.Lock()
-		s.m = nil
+		s.t = keyTable{}
 		s.mu.Unlock()
 	}
 	for i := range ix.digests {

@@ -40,10 +40,14 @@ type Mutation struct {
 	Key  []byte
 	Rec  Record
 
-	// dataKey is the Badger key (slot prefix + Key) in the same immutable
-	// buffer as Key and Rec.Value, which the in-memory index keys on.
-	dataKey []byte
+	// entry is the immutable buffer holding the Badger key (slot prefix +
+	// Key), the record header and Rec.Value, as the in-memory index keeps
+	// it.
+	entry entry
 }
+
+// dataKeyLen is the length of the Badger data key at the start of m.entry.
+func (m *Mutation) dataKeyLen() int { return slotPrefixLen + len(m.Key) }
 
 // Stats are cumulative counters of the committer's and the expiry loop's
 // work, for monitoring and tests.
@@ -387,18 +391,19 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	var slot uint16
 	var key []byte
 	load := func(v []byte) error {
-		k, rec, err := loadRecord(slot, key, v)
+		e, klen, err := loadRecord(slot, key, v)
 		if err != nil {
 			return err
 		}
+		rec := e.record(klen)
 		maxVersion = max(maxVersion, rec.Version)
 		if !rec.Tombstone && rec.ExpireAt != 0 {
 			volatile[slot]++
 			volatileTotal++
 		}
-		s.index.set(slot, k, rec)
+		s.index.set(slot, e, klen)
 		if rec.Tombstone {
-			s.c.tombs.push(tombstoneRef{slot: slot, key: k, version: rec.Version, at: now})
+			s.c.tombs.push(tombstoneRef{slot: slot, key: frozenString(e[:klen]), version: rec.Version, at: now})
 		}
 		return nil
 	}
@@ -439,13 +444,14 @@ func (s *Store) reloadSlot(slot uint16) error {
 	p := slotPrefix(slot)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: p[:]})
 	defer it.Close()
-	var recs []slotRecord
+	var entries []entry
+	var klens []int
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		_, key, _ := parseDataKey(item.Key())
 		err := item.Value(func(v []byte) error {
-			k, rec, err := loadRecord(slot, key, v)
-			recs = append(recs, slotRecord{k, rec})
+			e, klen, err := loadRecord(slot, key, v)
+			entries, klens = append(entries, e), append(klens, klen)
 			return err
 		})
 		if err != nil {
@@ -455,32 +461,28 @@ func (s *Store) reloadSlot(slot uint16) error {
 	s.addCount(slot, count{keys: -s.counts[slot].Load(), volatile: -s.volatile[slot].Load()})
 	s.index.dropSlot(slot)
 	now := s.Now()
-	for _, r := range recs {
-		s.index.set(slot, r.key, r.rec)
-		s.addCount(slot, countChange(Record{}, false, r.rec))
-		if r.rec.Tombstone {
-			s.c.tombs.push(tombstoneRef{slot: slot, key: r.key, version: r.rec.Version, at: now})
+	for i, e := range entries {
+		s.index.set(slot, e, klens[i])
+		rec := e.record(klens[i])
+		s.addCount(slot, countChange(Record{}, false, rec))
+		if rec.Tombstone {
+			s.c.tombs.push(tombstoneRef{slot: slot, key: frozenString(e[:klens[i]]), version: rec.Version, at: now})
 		}
 	}
 	return nil
 }
 
-// loadRecord decodes the Badger value v of (slot, key) into the index's
-// form: the Badger data key and the record, in one buffer as Tx.put lays
-// them out.
-func loadRecord(slot uint16, key, v []byte) (string, Record, error) {
-	h, payload, err := decodeHeader(v)
-	if err != nil {
-		return "", Record{}, err
+// loadRecord turns the Badger value v of (slot, key) into the index's
+// entry (the Badger data key, then v: header and value, as Tx.put lays them
+// out) and returns it with the data key's length.
+func loadRecord(slot uint16, key, v []byte) (entry, int, error) {
+	if _, _, err := decodeHeader(v); err != nil {
+		return nil, 0, err
 	}
-	rec := Record{ExpireAt: h.expireAt, Version: h.version, Tombstone: h.tombstone()}
-	buf := make([]byte, 0, slotPrefixLen+len(key)+len(payload))
-	buf = appendDataKey(buf, slot, key)
-	bk := buf[:len(buf):len(buf)]
-	if !rec.Tombstone {
-		rec.Value = append(buf, payload...)[len(bk):]
-	}
-	return frozenString(bk), rec, nil
+	klen := slotPrefixLen + len(key)
+	e := make(entry, 0, klen+len(v))
+	e = append(appendDataKey(e, slot, key), v...)
+	return e, klen, nil
 }
 
 // count is a change in a slot's key counts.

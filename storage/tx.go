@@ -231,8 +231,9 @@ func (tx *Tx) validKey(slot uint16, key []byte) bool {
 func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 	s := tx.c.s
 
-	// One allocation holds the Badger key and value; the mutation and the
-	// overlay share it (nobody modifies either after this).
+	// One allocation holds the Badger key and value: it is the index's
+	// entry, and the mutation, the overlay and the staged write share it
+	// (nobody modifies it after this).
 	kl := slotPrefixLen + len(key)
 	buf := make([]byte, kl+headerLen+len(rec.Value))
 	appendDataKey(buf[:0], slot, key)
@@ -260,5 +261,5 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 	tx.c.overlay[ok] = overlayEntry{rec: rec}
 	tx.b.keys = append(tx.b.keys, ok)
 
-	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec, dataKey: k})
+	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec, entry: buf})
 }
