@@ -241,13 +241,16 @@ func (ps *persistState) start() {
 	if ps.spare != nil {
 		ps.dirty, ps.spare = ps.spare, nil
 	} else {
-		ps.dirty = make(map[string]write, len(job.writes))
+		ps.dirty = make(map[string]write, min(len(job.writes), maxSpareWrites))
 	}
 	ps.dirtyBytes = 0
 	ps.gen++
 	ps.lastStart = time.Now()
 	ps.jobs <- job
 }
+
+// maxSpareWrites is the largest cycle whose map is kept for the next one.
+const maxSpareWrites = 1 << 14
 
 // timerFired notes that the armed timer went off.
 func (ps *persistState) timerFired() { ps.timerArmed = false }
@@ -275,8 +278,13 @@ func (ps *persistState) finished(r persistResult) {
 	}
 	ps.lastErr = nil
 	ps.persisted = r.gen
-	clear(r.writes)
-	ps.spare = r.writes
+	// A Go map never shrinks: keeping the map of a burst (a bulk load
+	// stages a million keys a cycle) would hold its memory for ever, so
+	// only a small one is kept for reuse.
+	if len(r.writes) <= maxSpareWrites {
+		clear(r.writes)
+		ps.spare = r.writes
+	}
 	ps.release(r.gen, nil)
 }
 
