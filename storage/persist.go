@@ -62,6 +62,10 @@ type persistState struct {
 	dirty      map[string]write
 	spare      map[string]write
 	dirtyBytes int64
+	// dirtyIndex is set when dirty holds expiry-index writes, which only
+	// writes with a TTL and expirations stage: without them a cycle is
+	// written in one pass instead of one per phase.
+	dirtyIndex bool
 	gen        uint64
 
 	// inflight is the size of the cycle in flight, -1 when none; its
@@ -91,11 +95,13 @@ type persistState struct {
 type persistJob struct {
 	gen    uint64
 	writes map[string]write
+	index  bool // writes holds expiry-index writes
 }
 
 type persistResult struct {
 	gen    uint64
 	writes map[string]write
+	index  bool
 	err    error
 }
 
@@ -135,6 +141,9 @@ func (ps *persistState) stage(w *write) {
 	}
 	ps.dirty[k] = *w
 	ps.dirtyBytes += w.size()
+	if w.key[0] == expiryIndexPrefix {
+		ps.dirtyIndex = true
+	}
 }
 
 // unstage forgets the staged writes whose keys start with any of prefixes.
@@ -236,7 +245,8 @@ func (ps *persistState) start() {
 		ps.timer.Stop()
 		ps.timerArmed = false
 	}
-	job := persistJob{gen: ps.gen, writes: ps.dirty}
+	job := persistJob{gen: ps.gen, writes: ps.dirty, index: ps.dirtyIndex}
+	ps.dirtyIndex = false
 	ps.inflight = ps.dirtyBytes
 	if ps.spare != nil {
 		ps.dirty, ps.spare = ps.spare, nil
@@ -269,6 +279,7 @@ func (ps *persistState) finished(r persistResult) {
 				ps.dirtyBytes += w.size()
 			}
 		}
+		ps.dirtyIndex = ps.dirtyIndex || r.index
 		// Flush reports the failure. The parked submissions' writes are in
 		// the index, so failing them would deny a write that readers see
 		// and that the next cycle retries: they stay parked until a cycle
@@ -362,8 +373,8 @@ func (ps *persistState) stop() {
 func (ps *persistState) persister() {
 	defer close(ps.done)
 	for job := range ps.jobs {
-		err := ps.write(job.writes)
-		ps.results <- persistResult{gen: job.gen, writes: job.writes, err: err}
+		err := ps.write(job.writes, job.index)
+		ps.results <- persistResult{gen: job.gen, writes: job.writes, index: job.index, err: err}
 	}
 }
 
@@ -393,9 +404,10 @@ func (w *write) phase() int {
 }
 
 // write commits writes to Badger, in several transactions when they exceed
-// one (with FsyncAlways, Badger syncs each), phase by phase, and publishes
-// the last commit timestamp for readers.
-func (ps *persistState) write(writes map[string]write) error {
+// one (with FsyncAlways, Badger syncs each), phase by phase when it holds
+// expiry-index writes (index), and publishes the last commit timestamp for
+// readers.
+func (ps *persistState) write(writes map[string]write, index bool) error {
 	s := ps.s
 	txn := s.db.NewTransactionAt(s.readTs.Load(), true)
 	defer func() { txn.Discard() }()
@@ -437,8 +449,11 @@ func (ps *persistState) write(writes map[string]write) error {
 	var err error
 phases:
 	for phase := range numPhases {
+		if !index && phase != phaseRecords {
+			continue
+		}
 		for _, w := range writes {
-			if w.phase() != phase {
+			if index && w.phase() != phase {
 				continue
 			}
 			if err = add(&w); err != nil {
