@@ -255,6 +255,16 @@ func (r *Replicator) BeginWrite() error {
 // EndWrite ends what BeginWrite started.
 func (r *Replicator) EndWrite() { r.writes.RUnlock() }
 
+// Alone reports whether this node is the only member of the placement, so
+// that a write has no replica to ship to (Send would ship nothing). Called
+// between BeginWrite and EndWrite, it is as safe as Send's own reading of
+// the placement: a repair for a node that joins after it waits for the
+// write to end.
+func (r *Replicator) Alone() bool {
+	ring := r.c.Placement().Ring()
+	return ring.Len() == 1 && ring.members[0].ID == r.self
+}
+
 // Shipment is mutations on their way to replicas.
 type Shipment struct {
 	r       *Replicator

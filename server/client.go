@@ -137,8 +137,10 @@ func (c *client) commitWrites(repl *cluster.Replicator) error {
 	}
 	p := c.srv.store.Submit(c.writes...)
 	var ship *cluster.Shipment
-	if repl != nil {
-		// Ship to the replicas while the local commit proceeds.
+	if repl != nil && !repl.Alone() {
+		// Ship to the replicas while the local commit proceeds. (Alone, a
+		// node skips this wait: it would wake this goroutine only to park
+		// it again on the commit.)
 		<-p.Ran()
 		if muts := p.Mutations(); len(muts) > 0 {
 			ship = repl.Send(muts)
