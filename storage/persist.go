@@ -16,6 +16,9 @@ type write struct {
 	userMeta   byte
 	expiresAt  uint64
 	delete     bool
+	// phase is set when the write is staged (its key is in cache then), so
+	// a cycle's phase passes read it without touching the key.
+	phase uint8
 }
 
 // size is what a staged write counts against Options.MaxUnpersisted: its
@@ -139,9 +142,10 @@ func (ps *persistState) stage(w *write) {
 	if old, ok := ps.dirty[k]; ok {
 		ps.dirtyBytes -= old.size()
 	}
+	w.phase = w.phaseOf()
 	ps.dirty[k] = *w
 	ps.dirtyBytes += w.size()
-	if w.key[0] == expiryIndexPrefix {
+	if w.phase != phaseRecords {
 		ps.dirtyIndex = true
 	}
 }
@@ -380,9 +384,9 @@ func (ps *persistState) persister() {
 
 // Persist phases: the order in which write commits a cycle's writes.
 const (
-	phaseIndexSets    = iota // expiry-index entries
-	phaseRecords             // records (and their tombstones)
-	phaseIndexDeletes        // deletions of expiry-index entries
+	phaseIndexSets    uint8 = iota // expiry-index entries
+	phaseRecords                   // records (and their tombstones)
+	phaseIndexDeletes              // deletions of expiry-index entries
 	numPhases
 )
 
@@ -392,7 +396,7 @@ const (
 // with an expiry but no index entry (the expiry loop would never remove
 // it). The reverse, an index entry whose record is missing, older or
 // changed, is harmless: the expiry loop drops it when it comes due.
-func (w *write) phase() int {
+func (w *write) phaseOf() uint8 {
 	switch {
 	case w.key[0] != expiryIndexPrefix:
 		return phaseRecords
@@ -453,7 +457,7 @@ phases:
 			continue
 		}
 		for _, w := range writes {
-			if index && w.phase() != phase {
+			if index && w.phase != phase {
 				continue
 			}
 			if err = add(&w); err != nil {
