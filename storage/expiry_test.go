@@ -130,23 +130,15 @@ func TestOrphanExpiryIndexEntriesAreHarmless(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := badger.OpenManaged(opts.badgerOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	txn := db.NewTransactionAt(db.MaxVersion(), true)
 	due := time.Now().Add(-time.Minute).UnixMilli()
-	for _, k := range []string{"missing", "plain", "later"} {
-		if err := txn.Set(appendExpiryKey(nil, due, 1, []byte(k)), nil); err != nil {
-			t.Fatal(err)
+	writeBadgerDirectly(t, opts, func(txn *badger.Txn) error {
+		for _, k := range []string{"missing", "plain", "later"} {
+			if err := txn.Set(appendExpiryKey(nil, due, 1, []byte(k)), nil); err != nil {
+				return err
+			}
 		}
-	}
-	if err := txn.CommitAt(db.MaxVersion()+1, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+		return nil
+	})
 
 	s = openStore(t, opts)
 	waitFor(t, "the orphan index entries to be dropped", func() bool {

@@ -416,12 +416,28 @@ func TestFailedOpenLeavesNoPersister(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A record too short for its header: Open's recount fails on it.
+	writeBadgerDirectly(t, opts, func(txn *badger.Txn) error {
+		return txn.Set(appendDataKey(nil, 3, []byte("bad")), []byte{0})
+	})
+
+	before := persisters()
+	if s, err := Open(opts); err == nil {
+		_ = s.Close()
+		t.Fatal("Open succeeded over a corrupt record")
+	}
+	waitFor(t, "no persister left by the failed Open", func() bool { return persisters() <= before })
+}
+
+// writeBadgerDirectly commits fn's writes straight into the Badger
+// directory of a closed store, as a crash or a corruption would leave them.
+func writeBadgerDirectly(t *testing.T, opts Options, fn func(txn *badger.Txn) error) {
+	t.Helper()
 	db, err := badger.OpenManaged(opts.badgerOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	txn := db.NewTransactionAt(db.MaxVersion(), true)
-	if err := txn.Set(appendDataKey(nil, 3, []byte("bad")), []byte{0}); err != nil {
+	if err := fn(txn); err != nil {
 		t.Fatal(err)
 	}
 	if err := txn.CommitAt(db.MaxVersion()+1, nil); err != nil {
@@ -430,13 +446,6 @@ func TestFailedOpenLeavesNoPersister(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-
-	before := persisters()
-	if s, err := Open(opts); err == nil {
-		_ = s.Close()
-		t.Fatal("Open succeeded over a corrupt record")
-	}
-	waitFor(t, "no persister left by the failed Open", func() bool { return persisters() <= before })
 }
 
 // persisters counts the persister goroutines running.
