@@ -53,6 +53,8 @@ type committer struct {
 	overlay map[string]overlayEntry
 	// tombs lists the index's tombstones, oldest first.
 	tombs tombstoneQueue
+	// expiry schedules the records that can expire.
+	expiry expiryQueue
 
 	b batch
 
@@ -219,13 +221,22 @@ func (c *committer) index(b *batch) {
 			k := frozenString(m.entry[:klen])
 			prev, had := s.index.set(m.Slot, m.entry, klen)
 			s.addCount(m.Slot, countChange(prev, had, m.Rec))
+			c.expiry.schedule(m.Slot, m.Key, prev, had, m.Rec)
 			if m.Rec.Tombstone {
 				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})
 			}
 		}
 	}
 	c.tombs.expire(&s.index, now-s.opts.TombstoneTTL.Milliseconds())
+	if c.expiry.len() > 2*int(s.volatileTotal.Load())+expiryQueueSlack {
+		c.expiry.rebuild(&s.index)
+	}
+	s.nextExpiry.Store(c.expiry.next())
 }
+
+// expiryQueueSlack is how many stale entries the expiry queue may hold
+// beyond twice the records that can expire before it is rebuilt.
+const expiryQueueSlack = 4096
 
 // runFn runs one write function. The function's writes go to the overlay at
 // once (so it and later functions see them) but are staged for Badger only
@@ -285,6 +296,7 @@ func (c *committer) runDrop(p *Pending) {
 		}
 		s.index.reset()
 		c.tombs.reset()
+		c.expiry.reset()
 		s.total.Store(0)
 		s.volatileTotal.Store(0)
 	default:
@@ -292,6 +304,7 @@ func (c *committer) runDrop(p *Pending) {
 		s.addCount(slot, count{keys: -s.counts[slot].Load(), volatile: -s.volatile[slot].Load()})
 		s.index.dropSlot(slot)
 	}
+	s.nextExpiry.Store(c.expiry.next())
 	s.stats.batches.Add(1)
 	s.stats.submissions.Add(1)
 	p.complete(err)

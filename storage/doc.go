@@ -36,7 +36,8 @@
 //	0x80|slot>>8, slot&0xff, key...
 //
 // so a slot is one contiguous range of Badger keys. Badger keys whose first
-// byte is 0x00-0x7f are the node's own metadata; 0x01 is the expiry index.
+// byte is 0x00-0x7f are the node's own metadata (0x01 was an expiry index
+// before expiry was scheduled in memory; Open drops what is left of it).
 // A value is a 17-byte header followed by the payload:
 //
 //	byte 0      flags (bit 0 = tombstone) | type<<4 (0 = string)
@@ -48,7 +49,11 @@
 // A record is live when it is not a tombstone and has not expired. Reads treat
 // anything else as missing, to the millisecond. Expired records are removed
 // by the active-expiry loop, which replaces each with a tombstone carrying
-// the record's own version; Badger's own (seconds) expiry is set a few
+// the record's own version. Its schedule, the expiry queue, is in memory:
+// the committer adds a record to it whenever the record's expiry changes,
+// and Open rebuilds it from the records' headers, so a write with a TTL
+// costs Badger no second entry and expiry never waits for a persist cycle.
+// Badger's own (seconds) expiry is set a few
 // minutes later, as a backstop for records the loop did not get to (say,
 // while the node was down). Counts ([Store.Len], [Store.CountSlot]) count
 // stored non-tombstone records: an expired record stays counted for the short

@@ -15,11 +15,11 @@ const (
 
 	// badgerExpiryGraceSecs is added to the Badger ExpiresAt of records
 	// that expire. Badger hides a record once its ExpiresAt passes; if that
-	// happened before the expiry loop removed the record, the loop (and
-	// every write) would find nothing there and the key count would never
-	// drop. The loop normally removes a record within ExpiryInterval of its
-	// expiry, so the grace only matters when it falls minutes behind, or
-	// after downtime, when Badger's own expiry takes over. Reads never
+	// happened before the expiry loop removed the record, a restart would
+	// not load it and the tombstone the loop writes for it would be all
+	// Badger keeps. The loop normally removes a record within
+	// ExpiryInterval of its expiry, so the grace only matters when a node
+	// is down for minutes, when Badger's own expiry takes over. Reads never
 	// depend on it: they check the header's millisecond expiry.
 	badgerExpiryGraceSecs = 5 * 60
 
@@ -65,90 +65,47 @@ func (s *Store) expiryLoop() {
 	}
 }
 
-// dueEntry is an expiry-index entry that has come due.
-type dueEntry struct {
-	indexKey []byte
-	expireAt int64
-	slot     uint16
-	key      []byte
-}
-
-// expireDue processes up to limit due expiry-index entries through the
-// committer and returns how many it found.
+// expireDue runs one step of active expiry through the committer: up to
+// limit due entries of the expiry queue. It returns how many entries it
+// took, so the loop knows whether more may be due.
 func (s *Store) expireDue(limit int) (int, error) {
-	due, err := s.scanDue(s.Now(), limit)
-	if err != nil || len(due) == 0 {
+	if s.nextExpiry.Load() > s.Now() {
+		return 0, nil
+	}
+	var taken int
+	var expired uint64
+	if err := s.Do(func(tx *Tx) { taken, expired = tx.expireDue(limit) }); err != nil {
 		return 0, err
 	}
-	var n uint64
-	if err := s.Do(func(tx *Tx) { n = tx.expire(due) }); err != nil {
-		return 0, err
-	}
-	s.stats.expired.Add(n)
-	// The index entries are read from Badger, which the deletions reach
-	// behind: wait for them, or the next scan finds the same entries again.
-	if err := s.Flush(); err != nil {
-		return 0, err
-	}
-	return len(due), nil
+	s.stats.expired.Add(expired)
+	return taken, nil
 }
 
-// scanDue returns up to limit expiry-index entries due at or before now, in
-// due order, copied out of Badger.
-func (s *Store) scanDue(now int64, limit int) ([]dueEntry, error) {
-	if !s.gate.enter() {
-		return nil, ErrClosed
-	}
-	defer s.gate.exit()
-	ts := s.readers.acquire(&s.readTs)
-	defer s.readers.release(ts)
-	txn := s.db.NewTransactionAt(ts, false)
-	defer txn.Discard()
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{expiryIndexPrefix}})
-	defer it.Close()
-
-	var due []dueEntry
-	for it.Rewind(); it.Valid() && len(due) < limit; it.Next() {
-		ik := it.Item().KeyCopy(nil)
-		expireAt, slot, key, ok := parseExpiryKey(ik)
+// expireDue is the write function of an expiry step. It takes up to limit
+// due entries from the expiry queue; for each whose key still holds a live
+// record due at that time, it writes a tombstone carrying that record's
+// own version: a late copy of the record (or anything older) cannot bring
+// it back, while any newer write still wins. It returns how many entries
+// it took and how many keys it expired.
+func (tx *Tx) expireDue(limit int) (taken int, expired uint64) {
+	q := &tx.c.expiry
+	for taken < limit {
+		it, ok := q.popDue(tx.now)
 		if !ok {
-			s.log.Warn("malformed expiry-index key; dropping it", "key", ik)
-			due = append(due, dueEntry{indexKey: ik, slot: SlotCount})
-			continue
+			break
 		}
-		if expireAt > now {
-			break // The index is in due order.
+		taken++
+		key := []byte(it.key)
+		cur, ok := tx.stored(tx.dataKey(it.slot, key), false)
+		if tx.err != nil {
+			return taken, expired
 		}
-		due = append(due, dueEntry{indexKey: ik, expireAt: expireAt, slot: slot, key: key})
+		if ok && !cur.Tombstone && cur.ExpireAt == it.at {
+			tx.put(it.slot, key, Record{Version: cur.Version, Tombstone: true})
+			expired++
+		}
 	}
-	return due, nil
-}
-
-// expire is the write function of an expiry step. For each due entry whose
-// key still holds the record it was written for (same expiry, now past), it
-// writes a tombstone carrying that record's own version: a late copy of the
-// record (or anything older) cannot bring it back, while any newer write
-// still wins. Every processed index entry is deleted. It returns how many
-// keys it expired.
-func (tx *Tx) expire(due []dueEntry) uint64 {
-	var n uint64
-	for i := range due {
-		e := &due[i]
-		if e.slot < SlotCount && len(e.key) <= MaxKeyLen {
-			cur, ok, err := tx.lookup(tx.dataKey(e.slot, e.key), false)
-			switch {
-			case err != nil:
-				// Leave the record alone, but drop the entry, so that one bad
-				// record cannot stall expiry for good.
-				tx.c.s.log.Error("expiry: cannot read key; dropping its index entry", "slot", e.slot, "key", e.key, "err", err)
-			case ok && !cur.Tombstone && cur.ExpireAt == e.expireAt && cur.ExpireAt <= tx.now:
-				tx.put(e.slot, e.key, Record{Version: cur.Version, Tombstone: true})
-				n++
-			}
-		}
-		tx.writes = append(tx.writes, write{key: e.indexKey, delete: true})
-	}
-	return n
+	return taken, expired
 }
 
 // maintenanceLoop does Badger housekeeping once a second: the everysec

@@ -101,39 +101,36 @@ func TestActiveExpiry(t *testing.T) {
 	// change: wait for both.
 	waitFor(t, "active expiry", func() bool { return s.Len() == 20 && s.Stats().Expired == n })
 	checkCounts(t, s, 20, map[uint16]int64{0: 0, 4: 0, 20: 10, 21: 10})
-	// The due index entries are gone (once their deletions reach Badger);
-	// the future ones remain.
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	due, err := s.scanDue(exp+time.Hour.Milliseconds()+1, 100)
-	if err != nil || len(due) != 10 {
-		t.Errorf("index after expiry: %d entries (%v), want 10", len(due), err)
+	// The due entries are gone from the schedule; the future ones remain.
+	if got := scheduled(t, s, exp+time.Hour.Milliseconds()+1); got != 10 {
+		t.Errorf("schedule after expiry: %d keys, want 10", got)
 	}
 	if _, ok := get(t, s, 21, keyN(3)); !ok {
 		t.Error("a key with a later expiry was removed")
 	}
 }
 
-func TestOrphanExpiryIndexEntriesAreHarmless(t *testing.T) {
-	// A process killed between two transactions of a persist cycle can
-	// leave expiry-index entries whose record never landed or was
-	// rewritten: the loop must drop them when due and touch nothing else.
+func TestOpenDropsTheLegacyExpiryIndex(t *testing.T) {
+	// Earlier versions kept an expiry index in Badger (0x01, expireAt,
+	// slot, key). Open drops what is left of it and schedules expiry from
+	// the records themselves.
 	opts := testOptions(t)
 	s, err := Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	later := s.Now() + time.Hour.Milliseconds()
+	soon := s.Now() + 200
 	set(t, s, 1, "plain", "v", 0)
-	set(t, s, 1, "later", "v", later)
+	set(t, s, 1, "soon", "v", soon)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	due := time.Now().Add(-time.Minute).UnixMilli()
+	legacyKey := func(k string) []byte {
+		return append([]byte{legacyExpiryIndexPrefix, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1}, k...)
+	}
 	writeBadgerDirectly(t, opts, func(txn *badger.Txn) error {
-		for _, k := range []string{"missing", "plain", "later"} {
-			if err := txn.Set(appendExpiryKey(nil, due, 1, []byte(k)), nil); err != nil {
+		for _, k := range []string{"missing", "plain", "soon"} {
+			if err := txn.Set(legacyKey(k), nil); err != nil {
 				return err
 			}
 		}
@@ -141,28 +138,46 @@ func TestOrphanExpiryIndexEntriesAreHarmless(t *testing.T) {
 	})
 
 	s = openStore(t, opts)
-	waitFor(t, "the orphan index entries to be dropped", func() bool {
-		due, err := s.scanDue(later, 100)
-		return err == nil && len(due) == 1 // later's own entry
-	})
-	checkCounts(t, s, 2, map[uint16]int64{1: 2})
-	for key, want := range map[string]bool{"plain": true, "later": true, "missing": false} {
-		if _, ok := get(t, s, 1, key); ok != want {
-			t.Errorf("%s found=%v, want %v", key, ok, want)
-		}
+	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{legacyExpiryIndexPrefix}})
+	it.Rewind()
+	left := it.Valid()
+	it.Close()
+	if left {
+		t.Error("legacy expiry-index entries survived Open")
 	}
-	if got := mustGet(t, s, 1, "later").ExpireAt; got != later {
-		t.Errorf("later expires at %d, want %d", got, later)
-	}
-	if got := s.Stats().Expired; got != 0 {
-		t.Errorf("Stats().Expired = %d, want 0", got)
-	}
-	if got := s.ExpiresLen(); got != 1 {
-		t.Errorf("ExpiresLen() = %d, want 1", got)
+	waitFor(t, "soon to expire", func() bool { return s.Len() == 1 })
+	checkCounts(t, s, 1, map[uint16]int64{1: 1})
+	if _, ok := get(t, s, 1, "plain"); !ok {
+		t.Error("plain is gone")
 	}
 }
 
-func TestExpiryIndexIgnoresOverwrites(t *testing.T) {
+// scheduled counts the keys the expiry queue holds due at or before at
+// whose record is still live and due then: what active expiry has yet to
+// remove.
+func scheduled(t *testing.T, s *Store, at int64) int {
+	t.Helper()
+	var n int
+	err := s.Do(func(tx *Tx) {
+		for _, it := range tx.c.expiry.items {
+			if it.at > at {
+				continue
+			}
+			cur, ok := tx.stored(tx.dataKey(it.slot, []byte(it.key)), false)
+			if ok && !cur.Tombstone && cur.ExpireAt == it.at {
+				n++
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestExpiryIgnoresOverwrites(t *testing.T) {
 	s := newStore(t)
 	exp := s.Now() + 100
 	set(t, s, 1, "persisted", "v", exp)
@@ -172,15 +187,7 @@ func TestExpiryIndexIgnoresOverwrites(t *testing.T) {
 	set(t, s, 1, "deleted", "v", exp)
 	del(t, s, 1, "deleted")
 	set(t, s, 1, "expires", "v", exp)
-	// The expiry loop reads the index entries from Badger, which the
-	// writes reach behind their acknowledgement.
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the due index entries to be processed", func() bool {
-		due, err := s.scanDue(exp, 100)
-		return err == nil && len(due) == 0
-	})
+	waitFor(t, "the due keys to be processed", func() bool { return scheduled(t, s, exp) == 0 })
 	checkCounts(t, s, 2, map[uint16]int64{1: 2})
 	for key, want := range map[string]bool{"persisted": true, "extended": true, "deleted": false, "expires": false} {
 		if _, ok := get(t, s, 1, key); ok != want {

@@ -18,11 +18,11 @@ const (
 	// slotPrefixLen is the length of the slot prefix of a user-data key.
 	slotPrefixLen = 2
 
-	// expiryIndexPrefix is the first byte of expiry-index keys:
-	// 0x01, expireAt (8 bytes BE), slot (2 bytes BE), user key.
-	expiryIndexPrefix = 0x01
-	// expiryIndexHeaderLen is the length of an index key before the user key.
-	expiryIndexHeaderLen = 1 + 8 + 2
+	// legacyExpiryIndexPrefix is the first byte of the expiry-index keys
+	// earlier versions kept in Badger (0x01, expireAt, slot, user key). The
+	// schedule is now in memory (expiryqueue.go); Open drops whatever is
+	// left of the old index.
+	legacyExpiryIndexPrefix = 0x01
 
 	// headerLen is the length of the value header: flags/type, version,
 	// expireAt.
@@ -43,9 +43,10 @@ const (
 )
 
 // MaxKeyLen is the longest user key the store accepts. It is bounded by
-// Badger's key-length limit minus the longest prefix the store adds (that of
-// the expiry index).
-const MaxKeyLen = maxBadgerKeyLen - expiryIndexHeaderLen
+// Badger's key-length limit minus the prefix the store adds. (It stays
+// where it was when an expiry index, with a longer prefix, was in Badger,
+// so that a key accepted once is accepted by every version.)
+const MaxKeyLen = maxBadgerKeyLen - 11
 
 // ValueType identifies the data type of a record's payload. Only strings
 // exist today; the header reserves room so that other types can be added
@@ -134,25 +135,6 @@ func parseDataKey(bk []byte) (slot uint16, key []byte, ok bool) {
 		return 0, nil, false
 	}
 	return uint16(bk[0]&^slotKeyFlag)<<8 | uint16(bk[1]), bk[slotPrefixLen:], true
-}
-
-// appendExpiryKey appends the expiry-index key of (expireAt, slot, key) to
-// dst. Big-endian expireAt first makes the index iterate in due order.
-func appendExpiryKey(dst []byte, expireAt int64, slot uint16, key []byte) []byte {
-	dst = append(dst, expiryIndexPrefix)
-	dst = binary.BigEndian.AppendUint64(dst, uint64(expireAt))
-	dst = binary.BigEndian.AppendUint16(dst, slot)
-	return append(dst, key...)
-}
-
-// parseExpiryKey is the inverse of appendExpiryKey.
-func parseExpiryKey(ik []byte) (expireAt int64, slot uint16, key []byte, ok bool) {
-	if len(ik) < expiryIndexHeaderLen || ik[0] != expiryIndexPrefix {
-		return 0, 0, nil, false
-	}
-	expireAt = int64(binary.BigEndian.Uint64(ik[1:9]))
-	slot = binary.BigEndian.Uint16(ik[9:11])
-	return expireAt, slot, ik[expiryIndexHeaderLen:], true
 }
 
 // allSlotPrefixes returns the one-byte prefixes that together cover every

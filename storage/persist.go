@@ -8,17 +8,12 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// write is one Badger write staged by a function: an entry to set (a
-// record, or an expiry-index key), or a key to delete. key and value are
-// immutable.
+// write is one Badger entry staged by a function: a record (a tombstone
+// included). key and value are immutable.
 type write struct {
 	key, value []byte
 	userMeta   byte
 	expiresAt  uint64
-	delete     bool
-	// phase is set when the write is staged (its key is in cache then), so
-	// a cycle's phase passes read it without touching the key.
-	phase uint8
 }
 
 // size is what a staged write counts against Options.MaxUnpersisted: its
@@ -65,10 +60,6 @@ type persistState struct {
 	dirty      map[string]write
 	spare      map[string]write
 	dirtyBytes int64
-	// dirtyIndex is set when dirty holds expiry-index writes, which only
-	// writes with a TTL and expirations stage: without them a cycle is
-	// written in one pass instead of one per phase.
-	dirtyIndex bool
 	gen        uint64
 
 	// inflight is the size of the cycle in flight, -1 when none; its
@@ -98,13 +89,11 @@ type persistState struct {
 type persistJob struct {
 	gen    uint64
 	writes map[string]write
-	index  bool // writes holds expiry-index writes
 }
 
 type persistResult struct {
 	gen    uint64
 	writes map[string]write
-	index  bool
 	err    error
 }
 
@@ -142,12 +131,8 @@ func (ps *persistState) stage(w *write) {
 	if old, ok := ps.dirty[k]; ok {
 		ps.dirtyBytes -= old.size()
 	}
-	w.phase = w.phaseOf()
 	ps.dirty[k] = *w
 	ps.dirtyBytes += w.size()
-	if w.phase != phaseRecords {
-		ps.dirtyIndex = true
-	}
 }
 
 // unstage forgets the staged writes whose keys start with any of prefixes.
@@ -249,8 +234,7 @@ func (ps *persistState) start() {
 		ps.timer.Stop()
 		ps.timerArmed = false
 	}
-	job := persistJob{gen: ps.gen, writes: ps.dirty, index: ps.dirtyIndex}
-	ps.dirtyIndex = false
+	job := persistJob{gen: ps.gen, writes: ps.dirty}
 	ps.inflight = ps.dirtyBytes
 	if ps.spare != nil {
 		ps.dirty, ps.spare = ps.spare, nil
@@ -283,7 +267,6 @@ func (ps *persistState) finished(r persistResult) {
 				ps.dirtyBytes += w.size()
 			}
 		}
-		ps.dirtyIndex = ps.dirtyIndex || r.index
 		// Flush reports the failure. The parked submissions' writes are in
 		// the index, so failing them would deny a write that readers see
 		// and that the next cycle retries: they stay parked until a cycle
@@ -377,41 +360,18 @@ func (ps *persistState) stop() {
 func (ps *persistState) persister() {
 	defer close(ps.done)
 	for job := range ps.jobs {
-		err := ps.write(job.writes, job.index)
-		ps.results <- persistResult{gen: job.gen, writes: job.writes, index: job.index, err: err}
-	}
-}
-
-// Persist phases: the order in which write commits a cycle's writes.
-const (
-	phaseIndexSets    uint8 = iota // expiry-index entries
-	phaseRecords                   // records (and their tombstones)
-	phaseIndexDeletes              // deletions of expiry-index entries
-	numPhases
-)
-
-// phase is the persist phase of a write. A cycle may take several Badger
-// transactions, and the process may die between two: expiry-index entries
-// go first and their deletions last, so that Badger never holds a record
-// with an expiry but no index entry (the expiry loop would never remove
-// it). The reverse, an index entry whose record is missing, older or
-// changed, is harmless: the expiry loop drops it when it comes due.
-func (w *write) phaseOf() uint8 {
-	switch {
-	case w.key[0] != expiryIndexPrefix:
-		return phaseRecords
-	case w.delete:
-		return phaseIndexDeletes
-	default:
-		return phaseIndexSets
+		err := ps.write(job.writes)
+		ps.results <- persistResult{gen: job.gen, writes: job.writes, err: err}
 	}
 }
 
 // write commits writes to Badger, in several transactions when they exceed
-// one (with FsyncAlways, Badger syncs each), phase by phase when it holds
-// expiry-index writes (index), and publishes the last commit timestamp for
-// readers.
-func (ps *persistState) write(writes map[string]write, index bool) error {
+// one (with FsyncAlways, Badger syncs each), and publishes the last commit
+// timestamp for readers. A kill between two of the transactions leaves some
+// records of the cycle in Badger and not others; each record stands alone
+// (its expiry is in its header), so any subset is a state the node can
+// restart from and repair.
+func (ps *persistState) write(writes map[string]write) error {
 	s := ps.s
 	txn := s.db.NewTransactionAt(s.readTs.Load(), true)
 	defer func() { txn.Discard() }()
@@ -451,18 +411,9 @@ func (ps *persistState) write(writes map[string]write, index bool) error {
 		return err
 	}
 	var err error
-phases:
-	for phase := range numPhases {
-		if !index && phase != phaseRecords {
-			continue
-		}
-		for _, w := range writes {
-			if index && w.phase != phase {
-				continue
-			}
-			if err = add(&w); err != nil {
-				break phases
-			}
+	for _, w := range writes {
+		if err = add(&w); err != nil {
+			break
 		}
 	}
 	if err == nil {
@@ -479,8 +430,5 @@ phases:
 }
 
 func addToTxn(txn *badger.Txn, w *write) error {
-	if w.delete {
-		return txn.Delete(w.key)
-	}
 	return txn.SetEntry(&badger.Entry{Key: w.key, Value: w.value, UserMeta: w.userMeta, ExpiresAt: w.expiresAt})
 }

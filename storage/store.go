@@ -113,6 +113,11 @@ type Store struct {
 	// the last acknowledged writes to Badger.
 	closePersistErr error
 
+	// nextExpiry is the expiry queue's earliest due time (unix ms), or
+	// math.MaxInt64: the expiry loop wakes the committer only when it has
+	// come.
+	nextExpiry atomic.Int64
+
 	stats struct {
 		submissions, ops, batches, commits, cycles, persisted, expired atomic.Uint64
 	}
@@ -160,6 +165,11 @@ func Open(opts Options) (*Store, error) {
 	// stored version keeps versions increasing even if the wall clock went
 	// back while the node was down.
 	s.c.hlc.observe(maxVersion)
+	s.nextExpiry.Store(s.c.expiry.next())
+	if err := s.dropLegacyExpiryIndex(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("storage: drop the old expiry index: %w", err)
+	}
 	s.log.Info("storage opened", "dir", opts.Dir, "in_memory", opts.InMemory,
 		"keys", s.total.Load(), "count_time", time.Since(start).Round(time.Millisecond))
 
@@ -170,6 +180,22 @@ func Open(opts Options) (*Store, error) {
 	go s.expiryLoop()
 	go s.maintenanceLoop()
 	return s, nil
+}
+
+// dropLegacyExpiryIndex removes the expiry index that earlier versions
+// kept in Badger, if any of it is left: the schedule is now rebuilt from
+// the records' headers at Open.
+func (s *Store) dropLegacyExpiryIndex() error {
+	txn := s.db.NewTransactionAt(s.readTs.Load(), false)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{legacyExpiryIndexPrefix}})
+	it.Rewind()
+	found := it.Valid()
+	it.Close()
+	txn.Discard()
+	if !found {
+		return nil
+	}
+	return s.db.DropPrefix([]byte{legacyExpiryIndexPrefix})
 }
 
 // computeMaxValueLen derives the payload limit from Badger's limits: in
@@ -387,6 +413,7 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	defer it.Close()
 	s.index.reset()
 	s.c.tombs.reset()
+	s.c.expiry.reset()
 	now := s.Now()
 	var slot uint16
 	var key []byte
@@ -402,6 +429,7 @@ func (s *Store) rebuildCounts() (uint64, error) {
 			volatileTotal++
 		}
 		s.index.set(slot, e, klen)
+		s.c.expiry.schedule(slot, key, Record{}, false, rec)
 		if rec.Tombstone {
 			s.c.tombs.push(tombstoneRef{slot: slot, key: frozenString(e[:klen]), version: rec.Version, at: now})
 		}
@@ -465,6 +493,7 @@ func (s *Store) reloadSlot(slot uint16) error {
 		s.index.set(slot, e, klens[i])
 		rec := e.record(klens[i])
 		s.addCount(slot, countChange(Record{}, false, rec))
+		s.c.expiry.schedule(slot, e[slotPrefixLen:klens[i]], Record{}, false, rec)
 		if rec.Tombstone {
 			s.c.tombs.push(tombstoneRef{slot: slot, key: frozenString(e[:klens[i]]), version: rec.Version, at: now})
 		}

@@ -97,17 +97,16 @@ type dropRequest struct {
 	slot     int // the slot dropped, or -1 for all
 }
 
-// FlushAll drops every key of every slot, and the expiry index, and resets
-// the counts. It runs in the committer, between batches, so no write races
-// it; writes submitted after it see an empty store.
+// FlushAll drops every key of every slot, and what is scheduled to expire,
+// and resets the counts. It runs in the committer, between batches, so no
+// write races it; writes submitted after it see an empty store.
 func (s *Store) FlushAll() error {
-	prefixes := append(allSlotPrefixes(), []byte{expiryIndexPrefix})
-	return s.submit(&Pending{drop: &dropRequest{prefixes: prefixes, slot: -1}, done: make(chan struct{}), ran: make(chan struct{})}).Wait()
+	return s.submit(&Pending{drop: &dropRequest{prefixes: allSlotPrefixes(), slot: -1}, done: make(chan struct{}), ran: make(chan struct{})}).Wait()
 }
 
 // DropSlot drops every key of one slot and resets its count, like FlushAll.
-// The slot's expiry-index entries stay; the expiry loop discards them when
-// they come due and find no record.
+// The slot's keys stay in the expiry queue; the expiry loop discards them
+// when they come due and find no record.
 func (s *Store) DropSlot(slot uint16) error {
 	if slot >= SlotCount {
 		return fmt.Errorf("storage: slot %d out of range", slot)

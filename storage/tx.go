@@ -226,8 +226,8 @@ func (tx *Tx) validKey(slot uint16, key []byte) bool {
 }
 
 // put writes rec (complete with its version) as the new state of a key: the
-// Badger entry, an expiry-index entry when the record can expire, the
-// overlay and the mutation. The caller has validated the key.
+// Badger entry, the overlay and the mutation. The caller has validated the
+// key.
 func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 	s := tx.c.s
 
@@ -250,10 +250,6 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 		w.expiresAt = badgerExpiresAt(rec.ExpireAt, badgerExpiryGraceSecs)
 	}
 	tx.writes = append(tx.writes, w)
-	if !rec.Tombstone && rec.ExpireAt != 0 {
-		ik := appendExpiryKey(make([]byte, 0, expiryIndexHeaderLen+len(key)), rec.ExpireAt, slot, key)
-		tx.writes = append(tx.writes, write{key: ik})
-	}
 
 	ok := frozenString(k)
 	pv, pok := tx.c.overlay[ok]
