@@ -229,13 +229,13 @@ func (c *committer) index(b *batch) {
 	}
 	c.tombs.expire(&s.index, now-s.opts.TombstoneTTL.Milliseconds())
 	if c.expiry.len() > 2*int(s.volatileTotal.Load())+expiryQueueSlack {
-		c.expiry.rebuild(&s.index)
+		c.expiry.compact(&s.index)
 	}
 	s.nextExpiry.Store(c.expiry.next())
 }
 
 // expiryQueueSlack is how many stale entries the expiry queue may hold
-// beyond twice the records that can expire before it is rebuilt.
+// beyond twice the records that can expire before it is compacted.
 const expiryQueueSlack = 4096
 
 // runFn runs one write function. The function's writes go to the overlay at

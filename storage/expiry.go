@@ -73,11 +73,16 @@ func (s *Store) expireDue(limit int) (int, error) {
 		return 0, nil
 	}
 	var taken int
-	var expired uint64
-	if err := s.Do(func(tx *Tx) { taken, expired = tx.expireDue(limit) }); err != nil {
+	err := s.Do(func(tx *Tx) {
+		var expired uint64
+		taken, expired = tx.expireDue(limit)
+		// Counted in the committer, so a caller that waited for a later
+		// batch sees it.
+		s.stats.expired.Add(expired)
+	})
+	if err != nil {
 		return 0, err
 	}
-	s.stats.expired.Add(expired)
 	return taken, nil
 }
 
@@ -96,15 +101,19 @@ func (tx *Tx) expireDue(limit int) (taken int, expired uint64) {
 		}
 		taken++
 		key := []byte(it.key)
-		cur, ok := tx.stored(tx.dataKey(it.slot, key), false)
-		if tx.err != nil {
-			return taken, expired
+		cur, ok, err := tx.lookup(tx.dataKey(it.slot, key), false)
+		if err != nil {
+			// Leave the record alone rather than fail the step, which would
+			// lose the entries it took.
+			tx.c.s.log.Error("expiry: cannot read key; skipping it", "slot", it.slot, "key", key, "err", err)
+			continue
 		}
 		if ok && !cur.Tombstone && cur.ExpireAt == it.at {
 			tx.put(it.slot, key, Record{Version: cur.Version, Tombstone: true})
 			expired++
 		}
 	}
+	q.shrink()
 	return taken, expired
 }
 

@@ -154,6 +154,34 @@ func TestOpenDropsTheLegacyExpiryIndex(t *testing.T) {
 	}
 }
 
+// checkSchedule checks the expiry queue's invariant: every live record with
+// a TTL in the index has an entry at exactly its expiry.
+func checkSchedule(t *testing.T, s *Store) {
+	t.Helper()
+	var missing []string
+	var entries int
+	err := s.Do(func(tx *Tx) {
+		queued := map[string]bool{}
+		for _, it := range tx.c.expiry.items {
+			queued[fmt.Sprint(it.slot, it.key, it.at)] = true
+		}
+		entries = len(tx.c.expiry.items)
+		for slot := range uint16(SlotCount) {
+			for _, r := range tx.c.s.index.slotRecords(slot) {
+				if !r.rec.Tombstone && r.rec.ExpireAt != 0 && !queued[fmt.Sprint(slot, r.key[slotPrefixLen:], r.rec.ExpireAt)] {
+					missing = append(missing, r.key[slotPrefixLen:])
+				}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%d records with a TTL are not scheduled (queue: %d entries), e.g. %q", len(missing), entries, missing[0])
+	}
+}
+
 // scheduled counts the keys the expiry queue holds due at or before at
 // whose record is still live and due then: what active expiry has yet to
 // remove.
@@ -187,7 +215,9 @@ func TestExpiryIgnoresOverwrites(t *testing.T) {
 	set(t, s, 1, "deleted", "v", exp)
 	del(t, s, 1, "deleted")
 	set(t, s, 1, "expires", "v", exp)
+	checkSchedule(t, s)
 	waitFor(t, "the due keys to be processed", func() bool { return scheduled(t, s, exp) == 0 })
+	checkSchedule(t, s)
 	checkCounts(t, s, 2, map[uint16]int64{1: 2})
 	for key, want := range map[string]bool{"persisted": true, "extended": true, "deleted": false, "expires": false} {
 		if _, ok := get(t, s, 1, key); ok != want {

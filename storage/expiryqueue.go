@@ -22,8 +22,7 @@ type expiryItem struct {
 // due at that time. The committer adds an entry whenever a record's due
 // time changes, so every live record with a TTL has one. A key whose TTL
 // is refreshed on every write leaves a stale entry per write, so the queue
-// is rebuilt from the index when it holds more than twice the records that
-// can expire.
+// is compacted when it holds more than twice the records that can expire.
 type expiryQueue struct {
 	items []expiryItem
 }
@@ -86,6 +85,7 @@ func (q *expiryQueue) down(i int) {
 func (q *expiryQueue) reset() {
 	clear(q.items)
 	q.items = q.items[:0]
+	q.shrink()
 }
 
 // schedule adds the entry of a record that now expires at rec.ExpireAt
@@ -98,23 +98,38 @@ func (q *expiryQueue) schedule(slot uint16, key []byte, prev Record, had bool, r
 	q.push(expiryItem{at: rec.ExpireAt, slot: slot, key: string(key)})
 }
 
-// rebuild replaces the queue with one entry per record of the index that
-// can expire.
-func (q *expiryQueue) rebuild(ix *memIndex) {
-	q.reset()
-	for i := range ix.shards {
-		sh := &ix.shards[i]
-		sh.mu.RLock()
-		sh.t.all(func(ts *tableSlot) bool {
-			if rec := ts.record(); !rec.Tombstone && rec.ExpireAt != 0 {
-				slot, key, _ := parseDataKey(ts.entry()[:ts.klen])
-				q.items = append(q.items, expiryItem{at: rec.ExpireAt, slot: slot, key: string(key)})
-			}
-			return true
-		})
-		sh.mu.RUnlock()
+// compact drops the stale entries: those whose key no longer holds a live
+// record due at that time, and repeats of one that does. It costs one
+// index lookup per entry, paid for by the stale entries that made the
+// queue grow past its bound.
+func (q *expiryQueue) compact(ix *memIndex) {
+	seen := make(map[string]struct{}, len(q.items)/2)
+	kept := q.items[:0]
+	var bk []byte
+	for _, it := range q.items {
+		rec, ok := ix.get(it.slot, []byte(it.key))
+		if !ok || rec.Tombstone || rec.ExpireAt != it.at {
+			continue
+		}
+		bk = appendDataKey(bk[:0], it.slot, []byte(it.key))
+		if _, dup := seen[string(bk)]; dup {
+			continue
+		}
+		seen[string(bk)] = struct{}{}
+		kept = append(kept, it)
 	}
+	clear(q.items[len(kept):])
+	q.items = kept
+	q.shrink()
 	for i := len(q.items)/2 - 1; i >= 0; i-- {
 		q.down(i)
+	}
+}
+
+// shrink gives back the backing array of a queue that has emptied (a mass
+// expiry, a FlushAll) when it is much larger than what is left.
+func (q *expiryQueue) shrink() {
+	if cap(q.items) > 1024 && cap(q.items) > 4*len(q.items) {
+		q.items = append(make([]expiryItem, 0, 2*len(q.items)), q.items...)
 	}
 }

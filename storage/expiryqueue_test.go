@@ -60,6 +60,7 @@ func TestExpiryQueueStaysBounded(t *testing.T) {
 	if got := scheduled(t, s, far+rounds); got != keys {
 		t.Fatalf("%d keys scheduled, want %d", got, keys)
 	}
+	checkSchedule(t, s)
 	// The rebuilt queue still expires: make the keys due soon.
 	soon := s.Now() + 50
 	for k := range keys {

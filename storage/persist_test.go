@@ -391,6 +391,7 @@ func TestKillBetweenChunksLeavesNothingThatNeverExpires(t *testing.T) {
 	if l := s.Len(); (l == 0 || l >= n) && time.Now().UnixMilli() < expireAt {
 		t.Fatalf("%d of %d records landed; the test needs the kill to fall inside the records", l, n+1)
 	}
+	checkSchedule(t, s)
 	// No reads: active expiry alone must remove every TTL record that
 	// landed.
 	waitFor(t, "the landed records to expire", func() bool { return s.Len() <= 1 })
