@@ -12,14 +12,16 @@ import (
 // header and the value are one allocation and neighbouring cache lines.
 type entry []byte
 
-// newEntry builds an entry for rec under the Badger data key bk, copying
-// payload (the header is written from rec).
-func newEntry(bk []byte, rec *Record, typ ValueType) entry {
-	e := make([]byte, len(bk)+headerLen+len(rec.Value))
-	copy(e, bk)
-	putHeader(e[len(bk):], typ, rec)
-	copy(e[len(bk)+headerLen:], rec.Value)
-	return e
+// newEntry builds the entry of rec for (slot, key) in one allocation,
+// copying the value (the header is written from rec), and returns it with
+// the length of its Badger data key.
+func newEntry(slot uint16, key []byte, rec *Record, typ ValueType) (entry, int) {
+	klen := slotPrefixLen + len(key)
+	e := make(entry, klen+headerLen+len(rec.Value))
+	appendDataKey(e[:0], slot, key)
+	putHeader(e[klen:], typ, rec)
+	copy(e[klen+headerLen:], rec.Value)
+	return e, klen
 }
 
 // record decodes the entry stored with a key of klen bytes. The value is

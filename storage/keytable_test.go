@@ -11,7 +11,8 @@ func testEntry(key string, version uint64, value string, tombstone bool) entry {
 	if tombstone {
 		rec.Value = nil
 	}
-	return newEntry([]byte(key), &rec, TypeString)
+	e, _ := newEntry(0, nil, &rec, TypeString)
+	return append(entry(key), e[slotPrefixLen:]...)
 }
 
 // TestKeyTableMatchesMap drives a keyTable and a Go map with the same random

@@ -234,12 +234,8 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 	// One allocation holds the Badger key and value: it is the index's
 	// entry, and the mutation, the overlay and the staged write share it
 	// (nobody modifies it after this).
-	kl := slotPrefixLen + len(key)
-	buf := make([]byte, kl+headerLen+len(rec.Value))
-	appendDataKey(buf[:0], slot, key)
+	buf, kl := newEntry(slot, key, &rec, TypeString)
 	k, v := buf[:kl:kl], buf[kl:]
-	putHeader(v, TypeString, &rec)
-	copy(v[headerLen:], rec.Value)
 	rec.Value = v[headerLen:]
 	w := write{key: k, value: v}
 	if rec.Tombstone {
