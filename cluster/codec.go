@@ -11,7 +11,7 @@ import (
 // The replication wire format. A batch is a concatenation of records, so
 // batches from many writers join by appending:
 //
-//	record = slot (2 bytes BE) | flags (1) | version (8 BE) | expireAt (8 BE)
+//	record = slot (2 bytes BE) | flags (1: tombstone 1, raw 2) | version (8 BE) | expireAt (8 BE)
 //	         | key length (uvarint) | key | value length (uvarint) | value
 //
 // A digest request is a list of slots (2 bytes BE each); its reply carries
@@ -20,6 +20,8 @@ import (
 const (
 	recordHeaderLen = 2 + 1 + 8 + 8
 	flagTombstone   = 1
+	// flagRaw carries storage.Record.Raw (OBJECT ENCODING's "raw").
+	flagRaw = 2
 )
 
 // ErrBadBatch is returned for a batch that does not decode.
@@ -30,6 +32,9 @@ func AppendMutation(b []byte, m storage.Mutation) []byte {
 	var flags byte
 	if m.Rec.Tombstone {
 		flags = flagTombstone
+	}
+	if m.Rec.Raw {
+		flags |= flagRaw
 	}
 	b = binary.BigEndian.AppendUint16(b, m.Slot)
 	b = append(b, flags)
@@ -54,10 +59,11 @@ func DecodeBatch(b []byte, fn func(m storage.Mutation) error) error {
 		m.Rec.Version = binary.BigEndian.Uint64(b[3:])
 		m.Rec.ExpireAt = int64(binary.BigEndian.Uint64(b[11:]))
 		b = b[recordHeaderLen:]
-		if m.Slot >= SlotCount || flags&^flagTombstone != 0 || m.Rec.ExpireAt < 0 {
+		if m.Slot >= SlotCount || flags&^(flagTombstone|flagRaw) != 0 || m.Rec.ExpireAt < 0 {
 			return fmt.Errorf("%w: bad slot, flags or expiry", ErrBadBatch)
 		}
 		m.Rec.Tombstone = flags&flagTombstone != 0
+		m.Rec.Raw = flags&flagRaw != 0
 		var ok bool
 		if m.Key, b, ok = lengthPrefixed(b); !ok {
 			return fmt.Errorf("%w: bad key length", ErrBadBatch)

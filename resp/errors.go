@@ -41,6 +41,9 @@ var (
 	ErrDBIndex = Error("ERR DB index is out of range")
 	// ErrMaxClients is sent to a connection refused for maxclients.
 	ErrMaxClients = Error("ERR max number of clients reached")
+	// ErrOOM refuses a command that may grow memory while the node is over
+	// maxmemory and cannot evict.
+	ErrOOM = Error("OOM command not allowed when used memory > 'maxmemory'.")
 )
 
 // ErrArity is the wrong-number-of-arguments error for a command.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/resp"
+	"github.com/ringcache/ringcache/storage"
 )
 
 func serverCommands() []*Command {
@@ -114,22 +116,14 @@ func (s *Server) infoSections() []infoSection {
 			{"uptime_in_seconds", i(int64(uptime.Seconds()))},
 			{"uptime_in_days", i(int64(uptime.Hours() / 24))},
 			{"executable", exe},
-			{"config_file", ""},
+			{"config_file", s.cfg.ConfigFile},
 		}},
 		{"Clients", [][2]string{
 			{"connected_clients", i(int64(nclients))},
 			{"maxclients", i(s.maxClients.Load())},
 			{"blocked_clients", "0"},
 		}},
-		{"Memory", [][2]string{
-			{"used_memory", i(int64(ms.HeapAlloc))},
-			{"used_memory_human", humanBytes(ms.HeapAlloc)},
-			{"used_memory_rss", i(int64(ms.Sys))},
-			{"used_memory_rss_human", humanBytes(ms.Sys)},
-			{"maxmemory", "0"},
-			{"maxmemory_policy", "noeviction"},
-			{"mem_allocator", "go"},
-		}},
+		{"Memory", s.memoryInfo(&ms)},
 		{"Persistence", [][2]string{
 			{"loading", "0"},
 			{"storage_engine", "badger"},
@@ -142,6 +136,8 @@ func (s *Server) infoSections() []infoSection {
 			{"total_connections_received", i(s.stats.connections.Load())},
 			{"total_commands_processed", i(totals[0])},
 			{"rejected_connections", i(s.stats.rejected.Load())},
+			{"expired_keys", i(int64(s.store.Stats().Expired))},
+			{"evicted_keys", i(s.store.Evicted())},
 			{"keyspace_hits", i(totals[1])},
 			{"keyspace_misses", i(totals[2])},
 			{"total_error_replies", i(totals[3])},
@@ -226,12 +222,121 @@ func configParams() []configParam {
 		fixed("save", ""),
 		fixed("databases", "1"),
 		fixed("cluster-enabled", "yes"),
-		fixed("maxmemory", "0"),
-		fixed("maxmemory-policy", "noeviction"),
+		memoryParam("maxmemory", func(m storage.MemoryConfig) string { return itoa(m.MaxMemory) },
+			func(m *storage.MemoryConfig, v []byte) error {
+				n, err := parseMemory(string(v))
+				if err != nil {
+					return errConfigSet("maxmemory", "argument must be a memory value")
+				}
+				m.MaxMemory = n
+				return nil
+			}),
+		memoryParam("maxmemory-policy", func(m storage.MemoryConfig) string { return m.Policy.String() },
+			func(m *storage.MemoryConfig, v []byte) error {
+				p, err := storage.ParsePolicy(strings.ToLower(string(v)))
+				if err != nil {
+					return errConfigSet("maxmemory-policy", "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction")
+				}
+				m.Policy = p
+				return nil
+			}),
+		memoryParam("maxmemory-samples", func(m storage.MemoryConfig) string { return strconv.Itoa(m.Samples) },
+			intSetter("maxmemory-samples", 1, func(m *storage.MemoryConfig, n int) { m.Samples = n })),
+		memoryParam("lfu-log-factor", func(m storage.MemoryConfig) string { return strconv.Itoa(m.LFULogFactor) },
+			intSetter("lfu-log-factor", 0, func(m *storage.MemoryConfig, n int) { m.LFULogFactor = n })),
+		memoryParam("lfu-decay-time", func(m storage.MemoryConfig) string { return strconv.Itoa(m.LFUDecayTime) },
+			intSetter("lfu-decay-time", 0, func(m *storage.MemoryConfig, n int) { m.LFUDecayTime = n })),
 		fixed("timeout", "0"),
 		fixed("tcp-keepalive", "300"),
 		fixed("client-query-buffer-limit", "1073741824"),
 		fixed("io-threads", "1"),
+	}
+}
+
+// errConfigSet is Redis's refusal of a CONFIG SET value.
+func errConfigSet(name, why string) error {
+	return resp.Error("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " + why)
+}
+
+// memoryParam is a CONFIG parameter of the store's memory configuration.
+func memoryParam(name string, get func(storage.MemoryConfig) string, set func(*storage.MemoryConfig, []byte) error) configParam {
+	return configParam{
+		name: name,
+		get:  func(s *Server) string { return get(s.store.MemoryConfig()) },
+		set: func(s *Server, v []byte) error {
+			m := s.store.MemoryConfig()
+			if err := set(&m, v); err != nil {
+				return err
+			}
+			return s.store.SetMemoryConfig(m)
+		},
+	}
+}
+
+// intSetter parses an integer parameter of at least lo (and at most
+// MaxInt32), with Redis's error text.
+func intSetter(name string, lo int, set func(*storage.MemoryConfig, int)) func(*storage.MemoryConfig, []byte) error {
+	return func(m *storage.MemoryConfig, v []byte) error {
+		n, ok := parseInt(v)
+		if !ok || n < int64(lo) || n > math.MaxInt32 {
+			return errConfigSet(name, fmt.Sprintf("argument must be between %d and 2147483647 inclusive", lo))
+		}
+		set(m, int(n))
+		return nil
+	}
+}
+
+// memoryFigures are the memory figures INFO and MEMORY STATS report.
+type memoryFigures struct {
+	used, peak, dataset, rss int64
+	stats                    storage.MemoryStats
+}
+
+// memory reads the memory figures, and moves the peak.
+func (s *Server) memory() memoryFigures {
+	m := memoryFigures{used: s.store.UsedMemory(), stats: s.store.MemoryStats(), rss: processRSS()}
+	m.dataset = m.stats.Keyspace + m.stats.Expiry
+	for {
+		p := s.memPeak.Load()
+		if m.used <= p || s.memPeak.CompareAndSwap(p, m.used) {
+			m.peak = max(p, m.used)
+			break
+		}
+	}
+	return m
+}
+
+// memoryInfo is INFO's Memory section.
+func (s *Server) memoryInfo(ms *runtime.MemStats) [][2]string {
+	m := s.memory()
+	cfg := s.store.MemoryConfig()
+	i := func(n int64) string { return strconv.FormatInt(n, 10) }
+	h := func(n int64) string { return humanBytes(uint64(max(n, 0))) }
+	return [][2]string{
+		{"used_memory", i(m.used)},
+		{"used_memory_human", h(m.used)},
+		{"used_memory_rss", i(m.rss)},
+		{"used_memory_rss_human", h(m.rss)},
+		{"used_memory_peak", i(m.peak)},
+		{"used_memory_peak_human", h(m.peak)},
+		{"used_memory_dataset", i(m.dataset)},
+		{"total_system_memory", i(systemMemory())},
+		{"total_system_memory_human", h(systemMemory())},
+		{"maxmemory", i(cfg.MaxMemory)},
+		{"maxmemory_human", h(cfg.MaxMemory)},
+		{"maxmemory_policy", cfg.Policy.String()},
+		{"mem_fragmentation_ratio", fmt.Sprintf("%.2f", ratio(m.rss, m.used))},
+		{"mem_fragmentation_bytes", i(m.rss - m.used)},
+		{"mem_not_counted_for_evict", "0"},
+		{"mem_aof_buffer", i(m.stats.Unpersisted)},
+		{"mem_allocator", "ringcache-arena"},
+		{"ringcache_keyspace_bytes", i(m.stats.Keyspace)},
+		{"ringcache_keyspace_mapped", i(m.stats.Mapped)},
+		{"ringcache_tombstone_bytes", i(m.stats.Tombstones)},
+		{"ringcache_expiry_bytes", i(m.stats.Expiry)},
+		{"ringcache_unpersisted_bytes", i(m.stats.Unpersisted)},
+		{"ringcache_go_heap_bytes", i(int64(ms.HeapAlloc))},
+		{"ringcache_go_sys_bytes", i(int64(ms.Sys))},
 	}
 }
 
@@ -276,6 +381,9 @@ func configCmd(ctx *Ctx) (resp.Value, error) {
 		s.resetStats()
 		return resp.OK, nil
 	case "rewrite":
+		if s.cfg.ConfigFile != "" {
+			return resp.Value{}, resp.Error("ERR CONFIG REWRITE is not supported; edit " + s.cfg.ConfigFile)
+		}
 		return resp.Value{}, resp.Error("ERR The server is running without a config file")
 	}
 	return resp.Value{}, resp.ErrUnknownSubcommand("config", string(args[1]))

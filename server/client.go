@@ -55,6 +55,8 @@ type client struct {
 	replies []queuedReply
 
 	out []byte // reply encoding buffer, reused
+	// scratch receives the values reads copy out of the store, reused.
+	scratch []byte
 }
 
 type queuedReply struct {

@@ -19,7 +19,9 @@ type Config struct {
 	Dir         string
 	AppendFsync string
 	InMemory    bool
-	Logger      *slog.Logger
+	// ConfigFile is the config file the node read, if any.
+	ConfigFile string
+	Logger     *slog.Logger
 	// Topology places slots on nodes; nil makes the node a cluster of one.
 	Topology Topology
 }

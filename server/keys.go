@@ -125,7 +125,7 @@ func expireCmd(name string, unit int64, absolute bool) WriteHandler {
 				(gt && (cur == 0 || at <= cur)) || (lt && cur != 0 && at >= cur) {
 				return resp.Int(0), nil
 			}
-			setOrExpire(tx, slot, key, old.Value, max(at, 1))
+			expireOrSet(tx, slot, key, old, max(at, 1))
 			return resp.Int(1), nil
 		}, nil
 	}
@@ -161,7 +161,8 @@ func persistCmd(ctx *Ctx) (writeFn, error) {
 		if !exists || old.ExpireAt == 0 {
 			return resp.Int(0), nil
 		}
-		tx.Set(slot, key, old.Value, 0)
+		old.ExpireAt = 0
+		tx.SetRecord(slot, key, old)
 		return resp.Int(1), nil
 	}, nil
 }
@@ -194,9 +195,8 @@ func renameCmd(nx bool) WriteHandler {
 					return resp.Int(0), nil
 				}
 			}
-			val := bytes.Clone(old.Value)
 			tx.Delete(slot, src)
-			tx.Set(slot, dst, val, old.ExpireAt)
+			tx.SetRecord(slot, dst, old)
 			if nx {
 				return resp.Int(1), nil
 			}
@@ -238,7 +238,7 @@ func copyCmd(ctx *Ctx) (writeFn, error) {
 		if _, taken := tx.Get(slot, dst); taken && !replace {
 			return resp.Int(0), nil
 		}
-		tx.Set(slot, dst, old.Value, old.ExpireAt)
+		tx.SetRecord(slot, dst, old)
 		return resp.Int(1), nil
 	}, nil
 }

@@ -49,6 +49,7 @@ type Server struct {
 	nextID    atomic.Int64
 
 	stats   stats
+	memPeak atomic.Int64
 	started time.Time
 	runID   string
 	cursors cursorStore
@@ -132,7 +133,7 @@ func New(cfg Config, store *storage.Store) (*Server, error) {
 	s.requirePass.Store(&cfg.RequirePass)
 	s.maxClients.Store(int64(cfg.MaxClients))
 	s.protoMaxBulkLen.Store(cfg.ProtoMaxBulkLen)
-	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), clusterCommands(), peerCommands())
+	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), memoryCommands(), clusterCommands(), peerCommands())
 	return s, nil
 }
 
@@ -325,6 +326,10 @@ func (c *client) exec(args [][]byte) {
 	}
 	ctx := &c.ctx
 	*ctx = Ctx{srv: s, c: c, cmd: cmd, Args: args, Slot: slot}
+	if cmd.Flags&FlagDenyOOM != 0 && s.store.OverMemoryLimit() {
+		c.reply(resp.Value{}, resp.ErrOOM)
+		return
+	}
 	if cmd.Write != nil {
 		if s.repl != nil && cmd.Flags&FlagKeyless == 0 {
 			if err := s.repl.CheckWrite(slot); err != nil {

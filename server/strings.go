@@ -20,6 +20,8 @@ func stringCommands() []*Command {
 	wr := func(name string, arity int, h WriteHandler) *Command {
 		return &Command{Name: name, Arity: arity, Flags: FlagDenyOOM, FirstKey: 1, LastKey: 1, KeyStep: 1, ACL: str, Write: h}
 	}
+	// GETDEL and GETEX cannot grow memory: they work over maxmemory.
+	noOOM := func(c *Command) *Command { c.Flags = c.Flags&^FlagDenyOOM | FlagFast; return c }
 	mset := wr("mset", -3, msetCmd(false))
 	mset.LastKey, mset.KeyStep = -1, 2
 	msetnx := wr("msetnx", -3, msetCmd(true))
@@ -37,8 +39,8 @@ func stringCommands() []*Command {
 		wr("setex", 4, setexCmd("setex", 1000)),
 		wr("psetex", 4, setexCmd("psetex", 1)),
 		wr("getset", 3, getsetCmd),
-		wr("getdel", 2, getdelCmd),
-		wr("getex", -2, getexCmd),
+		noOOM(wr("getdel", 2, getdelCmd)),
+		noOOM(wr("getex", -2, getexCmd)),
 		mset,
 		msetnx,
 		wr("append", 3, appendCmd),
@@ -60,10 +62,16 @@ func getCmd(ctx *Ctx) (resp.Value, error) {
 	return resp.Bulk(rec.Value), nil
 }
 
-// lookup reads a key of the command's slot, counting the hit or miss.
+// lookup reads a key of the command's slot, counting the hit or miss. The
+// value is copied into the connection's scratch buffer: it is valid until
+// the next lookup, which is after this command's reply is written.
 func (ctx *Ctx) lookup(key []byte) (storage.Record, bool) {
-	rec, found := ctx.srv.store.Lookup(ctx.Slot, key)
-	ctx.c.countLookup(found)
+	c := ctx.c
+	rec, found := ctx.srv.store.Lookup(ctx.Slot, key, c.scratch)
+	if found {
+		c.scratch = rec.Value[:0]
+	}
+	c.countLookup(found)
 	return rec, found
 }
 
@@ -117,7 +125,7 @@ func mgetCmd(ctx *Ctx) (resp.Value, error) {
 	out := make([]resp.Value, len(keys))
 	for i, k := range keys {
 		if rec, found := ctx.lookup(k); found {
-			out[i] = resp.Bulk(rec.Value)
+			out[i] = resp.Bulk(bytes.Clone(rec.Value))
 		} else {
 			out[i] = resp.Null
 		}
@@ -199,11 +207,18 @@ func setCmd(ctx *Ctx) (writeFn, error) {
 // setOrExpire stores value, or, when its absolute expiry has already passed
 // (EXAT/PXAT in the past), deletes the key, as Redis does.
 func setOrExpire(tx *storage.Tx, slot uint16, key, val []byte, at int64) {
+	expireOrSet(tx, slot, key, storage.Record{Value: val}, at)
+}
+
+// expireOrSet is setOrExpire of a record kept as it is (its value and
+// encoding) with a new expiry, for EXPIRE and GETEX.
+func expireOrSet(tx *storage.Tx, slot uint16, key []byte, rec storage.Record, at int64) {
 	if at != 0 && at <= tx.Now() {
 		tx.Delete(slot, key)
 		return
 	}
-	tx.Set(slot, key, val, at)
+	rec.ExpireAt = at
+	tx.SetRecord(slot, key, rec)
 }
 
 func (s *Server) checkLen(n int) error {
@@ -301,9 +316,10 @@ func getexCmd(ctx *Ctx) (writeFn, error) {
 		v := bytes.Clone(old.Value)
 		switch {
 		case persist && old.ExpireAt != 0:
-			tx.Set(slot, key, old.Value, 0)
+			old.ExpireAt = 0
+			tx.SetRecord(slot, key, old)
 		case at != 0:
-			setOrExpire(tx, slot, key, old.Value, at)
+			expireOrSet(tx, slot, key, old, at)
 		}
 		return resp.Bulk(v), nil
 	}, nil
@@ -351,7 +367,8 @@ func appendCmd(ctx *Ctx) (writeFn, error) {
 		}
 		nv := make([]byte, 0, len(old.Value)+len(val))
 		nv = append(append(nv, old.Value...), val...)
-		tx.Set(slot, key, nv, old.ExpireAt)
+		// Redis appends in place, to a string it holds as raw from then on.
+		tx.SetRecord(slot, key, storage.Record{Value: nv, ExpireAt: old.ExpireAt, Raw: true})
 		return resp.Int(int64(len(nv))), nil
 	}, nil
 }
@@ -384,7 +401,7 @@ func setrangeCmd(ctx *Ctx) (writeFn, error) {
 		if exists {
 			at = old.ExpireAt
 		}
-		tx.Set(slot, key, nv, at)
+		tx.SetRecord(slot, key, storage.Record{Value: nv, ExpireAt: at, Raw: true})
 		return resp.Int(n), nil
 	}, nil
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -51,10 +52,16 @@ type committer struct {
 	// overlay holds the state of every key written by the batch being
 	// built, keyed by Badger key, until the batch reaches the index.
 	overlay map[string]overlayEntry
-	// tombs lists the index's tombstones, oldest first.
-	tombs tombstoneQueue
 	// expiry schedules the records that can expire.
 	expiry expiryQueue
+	// pool holds eviction candidates between evictions; evictions is the
+	// internal submission that carries a batch's evictions.
+	pool      evictionPool
+	evictions Pending
+	// sweepShard is where the next tombstone sweep starts, lastSweep when
+	// the last one ran.
+	sweepShard int
+	lastSweep  time.Time
 
 	b batch
 
@@ -69,7 +76,9 @@ type overlayEntry struct {
 // batch is a group of submissions completed together.
 type batch struct {
 	pendings []*Pending
-	ops      int
+	// evicted is set when the batch evicted keys (c.evictions holds them).
+	evicted bool
+	ops     int
 	// keys are the overlay keys the batch wrote.
 	keys []string
 }
@@ -149,8 +158,35 @@ gather:
 		}
 	}
 	c.runBatch(b)
+	c.release(b)
 	if drop != nil {
 		c.runDrop(drop)
+	}
+}
+
+// release drops the committer's references to a completed batch, so that
+// its buffers (a pipeline of a million writes is hundreds of megabytes)
+// go as soon as their submitters are done with them.
+func (c *committer) release(b *batch) {
+	clear(b.pendings)
+	b.pendings = b.pendings[:0]
+	clear(b.keys)
+	b.keys = b.keys[:0]
+	tx := &c.tx
+	tx.b, tx.p = nil, nil
+	clear(tx.writes)
+	tx.writes = tx.writes[:0]
+	clear(tx.undos)
+	tx.undos = tx.undos[:0]
+	clear(c.evictions.muts)
+	c.evictions.muts = c.evictions.muts[:0]
+	if cap(b.pendings) > 4*submitQueueLen {
+		b.pendings = nil
+	}
+	if len(c.overlay) == 0 && cap(b.keys) > 1<<16 {
+		// A Go map never shrinks: one that held a huge batch is replaced.
+		c.overlay = make(map[string]overlayEntry)
+		b.keys = nil
 	}
 }
 
@@ -160,6 +196,7 @@ func (c *committer) newBatch() *batch {
 	clear(b.pendings) // Let completed submissions be collected.
 	b.pendings = b.pendings[:0]
 	b.ops = 0
+	b.evicted = false
 	clear(b.keys)
 	b.keys = b.keys[:0]
 	return b
@@ -177,6 +214,7 @@ func (c *committer) runBatch(b *batch) {
 		}
 		return
 	}
+	c.evict(b)
 	for _, p := range b.pendings {
 		for _, fn := range p.fns {
 			b.ops++
@@ -187,6 +225,85 @@ func (c *committer) runBatch(b *batch) {
 		p.markRan()
 	}
 	c.finish(b)
+}
+
+// evict makes room before a batch runs: when the node is over its memory
+// limit (or replicas ask it to free memory), it evicts keys as the policy
+// says, as tombstones with new versions that reach the index with the
+// batch and go to the eviction handler after it.
+func (c *committer) evict(b *batch) {
+	s := c.s
+	c.trimTombstones()
+	need := s.excess()
+	if need <= 0 {
+		s.mem.over.Store(false)
+		return
+	}
+	p := &c.evictions
+	clear(p.muts)
+	p.muts = p.muts[:0]
+	tx := &c.tx
+	tx.reset(b, p)
+	freed, keys := tx.evictStep(need)
+	if tx.err != nil {
+		tx.rollback()
+		s.log.Error("eviction failed", "err", tx.err)
+		return
+	}
+	for _, k := range tx.writes {
+		c.p.stage(k)
+	}
+	demand := s.mem.demand.Load()
+	s.mem.demand.Store(max(demand-freed, 0))
+	// Over for good when even the node's own excess could not be freed.
+	s.mem.over.Store(freed < need-demand)
+	if keys > 0 {
+		b.evicted = true
+		s.mem.evicted.Add(int64(keys))
+	}
+}
+
+// tombstoneBudget is the share of maxmemory that tombstones may take
+// before the oldest are dropped ahead of their TombstoneTTL: evictions and
+// deletions leave a tombstone each, and under a flood of writes at the
+// limit they would otherwise crowd out live keys.
+const tombstoneBudget = 16
+
+// trimTombstones drops the oldest tombstones while they take more than
+// their budget, down to half of it.
+func (c *committer) trimTombstones() {
+	s := c.s
+	limit := s.mem.cfg.Load().MaxMemory / tombstoneBudget
+	if limit == 0 || s.index.tombBytes.Load() <= limit {
+		return
+	}
+	now := time.Now().Unix()
+	for age := int64(s.opts.TombstoneTTL / time.Second); s.index.tombBytes.Load() > limit/2; age /= 2 {
+		cutoff := uint32(now - age)
+		for si := range indexShards {
+			s.index.sweepTombstones(si, cutoff)
+		}
+		if age == 0 {
+			break
+		}
+	}
+}
+
+// sweepTombstones forgets tombstones older than TombstoneTTL, a share of
+// the shards at a time: every shard is visited about every 64 sweeps, and
+// sweeps run about every TombstoneTTL/100 (at most every 100 ms).
+func (c *committer) sweepTombstones(now time.Time) {
+	s := c.s
+	every := min(max(s.opts.TombstoneTTL/100, time.Millisecond), 100*time.Millisecond)
+	if now.Sub(c.lastSweep) < every {
+		return
+	}
+	c.lastSweep = now
+	cutoff := uint32(now.Add(-s.opts.TombstoneTTL).Unix())
+	for range indexShards / 64 {
+		s.index.sweepTombstones(c.sweepShard, cutoff)
+		c.sweepShard = (c.sweepShard + 1) % indexShards
+	}
 }
 
 // finish makes a batch's writes current: counts, index, overlay pruned;
@@ -211,27 +328,43 @@ func (c *committer) finish(b *batch) {
 }
 
 // index applies a batch to the in-memory index and the counts, before its
-// submissions are acknowledged, and forgets old tombstones.
+// submissions are acknowledged, forgets old tombstones, and hands the
+// batch's evictions to the eviction handler.
 func (c *committer) index(b *batch) {
 	s := c.s
-	now := s.Now()
-	for _, p := range b.pendings {
-		for _, m := range p.muts {
-			klen := m.dataKeyLen()
-			k := frozenString(m.entry[:klen])
-			prev, had := s.index.set(m.Slot, m.entry, klen)
-			s.addCount(m.Slot, countChange(prev, had, m.Rec))
-			c.expiry.schedule(m.Slot, m.Key, prev, had, m.Rec)
-			if m.Rec.Tombstone {
-				c.tombs.push(tombstoneRef{slot: m.Slot, key: k, version: m.Rec.Version, at: now})
-			}
+	keep := s.keepsAccess()
+	apply := func(muts []Mutation) {
+		for i := range muts {
+			m := &muts[i]
+			res := s.index.set(m.Slot, m.Key, &m.Rec, s.newAccess(&m.Rec), keep)
+			s.addCount(m.Slot, countChange(res.old, res.had, m.Rec))
+			c.expiry.schedule(m.Slot, m.Key, res.old, res.had, m.Rec)
 		}
 	}
-	c.tombs.expire(&s.index, now-s.opts.TombstoneTTL.Milliseconds())
+	if b.evicted {
+		apply(c.evictions.muts)
+	}
+	for _, p := range b.pendings {
+		apply(p.muts)
+	}
+	c.sweepTombstones(time.Now())
 	if c.expiry.len() > 2*int(s.volatileTotal.Load())+expiryQueueSlack {
-		c.expiry.compact(&s.index)
+		c.expiry.compact(s.index)
 	}
 	s.nextExpiry.Store(c.expiry.next())
+	c.publishMemory()
+	if b.evicted {
+		if h := s.onEvict.Load(); h != nil && *h != nil {
+			(*h)(slices.Clone(c.evictions.muts))
+		}
+	}
+}
+
+// publishMemory updates the memory figures that readers of UsedMemory see
+// for what only the committer knows.
+func (c *committer) publishMemory() {
+	c.s.expiryBytes.Store(c.expiry.bytes())
+	c.s.persistBytes.Store(c.p.bytes())
 }
 
 // expiryQueueSlack is how many stale entries the expiry queue may hold
@@ -252,8 +385,8 @@ func (c *committer) runFn(b *batch, p *Pending, fn func(tx *Tx)) {
 		}
 		return
 	}
-	for i := range tx.writes {
-		c.p.stage(&tx.writes[i])
+	for _, k := range tx.writes {
+		c.p.stage(k)
 	}
 }
 
@@ -268,7 +401,7 @@ func (c *committer) runDrop(p *Pending) {
 	if f := s.opts.faults; f != nil && f.drop != nil {
 		err = f.drop()
 	}
-	if err == nil {
+	if err == nil && s.db != nil {
 		err = s.db.DropPrefix(p.drop.prefixes...)
 	}
 	switch {
@@ -295,7 +428,6 @@ func (c *committer) runDrop(p *Pending) {
 			s.volatile[i].Store(0)
 		}
 		s.index.reset()
-		c.tombs.reset()
 		c.expiry.reset()
 		s.total.Store(0)
 		s.volatileTotal.Store(0)
@@ -305,6 +437,7 @@ func (c *committer) runDrop(p *Pending) {
 		s.index.dropSlot(slot)
 	}
 	s.nextExpiry.Store(c.expiry.next())
+	c.publishMemory()
 	s.stats.batches.Add(1)
 	s.stats.submissions.Add(1)
 	p.complete(err)

@@ -167,9 +167,9 @@ func checkSchedule(t *testing.T, s *Store) {
 		}
 		entries = len(tx.c.expiry.items)
 		for slot := range uint16(SlotCount) {
-			for _, r := range tx.c.s.index.slotRecords(slot) {
-				if !r.rec.Tombstone && r.rec.ExpireAt != 0 && !queued[fmt.Sprint(slot, r.key[slotPrefixLen:], r.rec.ExpireAt)] {
-					missing = append(missing, r.key[slotPrefixLen:])
+			for _, r := range tx.c.s.index.slotRecords(slot, false) {
+				if !r.rec.Tombstone && r.rec.ExpireAt != 0 && !queued[fmt.Sprint(slot, string(r.key), r.rec.ExpireAt)] {
+					missing = append(missing, string(r.key))
 				}
 			}
 		}

@@ -1,6 +1,9 @@
 package storage
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // expiryItem is a key that can expire, and when: the schedule entry of a
 // record with a TTL.
@@ -25,6 +28,17 @@ type expiryItem struct {
 // is compacted when it holds more than twice the records that can expire.
 type expiryQueue struct {
 	items []expiryItem
+	// keyBytes is the length of the queued keys.
+	keyBytes int64
+}
+
+// expiryItemBytes is what an entry costs beside its key: the item and the
+// key's allocation header, roughly.
+const expiryItemBytes = 40
+
+// bytes is the memory the queue holds.
+func (q *expiryQueue) bytes() int64 {
+	return int64(cap(q.items))*int64(unsafe.Sizeof(expiryItem{})) + q.keyBytes + int64(len(q.items))*(expiryItemBytes-int64(unsafe.Sizeof(expiryItem{})))
 }
 
 func (q *expiryQueue) len() int { return len(q.items) }
@@ -39,6 +53,7 @@ func (q *expiryQueue) next() int64 {
 
 func (q *expiryQueue) push(it expiryItem) {
 	q.items = append(q.items, it)
+	q.keyBytes += int64(len(it.key))
 	for i := len(q.items) - 1; i > 0; {
 		parent := (i - 1) / 2
 		if q.items[parent].at <= q.items[i].at {
@@ -55,6 +70,7 @@ func (q *expiryQueue) popDue(now int64) (expiryItem, bool) {
 		return expiryItem{}, false
 	}
 	top := q.items[0]
+	q.keyBytes -= int64(len(top.key))
 	last := len(q.items) - 1
 	q.items[0] = q.items[last]
 	q.items[last] = expiryItem{}
@@ -85,6 +101,7 @@ func (q *expiryQueue) down(i int) {
 func (q *expiryQueue) reset() {
 	clear(q.items)
 	q.items = q.items[:0]
+	q.keyBytes = 0
 	q.shrink()
 }
 
@@ -120,6 +137,10 @@ func (q *expiryQueue) compact(ix *memIndex) {
 	}
 	clear(q.items[len(kept):])
 	q.items = kept
+	q.keyBytes = 0
+	for _, it := range kept {
+		q.keyBytes += int64(len(it.key))
+	}
 	q.shrink()
 	for i := len(q.items)/2 - 1; i >= 0; i-- {
 		q.down(i)

@@ -32,6 +32,8 @@ const (
 	// and, mirrored, in Badger's UserMeta (so key-only iteration can skip
 	// tombstones without reading values).
 	flagTombstone = 0x01
+	// flagRaw marks a raw-encoded string (Record.Raw).
+	flagRaw = 0x02
 	// flagMask selects the flag bits of the header's first byte; the high
 	// nibble is the value type.
 	flagMask = 0x0f
@@ -110,6 +112,9 @@ func putHeader(dst []byte, typ ValueType, rec *Record) {
 	var flags byte
 	if rec.Tombstone {
 		flags |= flagTombstone
+	}
+	if rec.Raw {
+		flags |= flagRaw
 	}
 	dst[0] = flags | byte(typ)<<typeShift
 	binary.BigEndian.PutUint64(dst[1:9], rec.Version)

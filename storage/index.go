@@ -1,46 +1,52 @@
 package storage
 
 import (
+	"bytes"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
 
 	"github.com/zeebo/xxh3"
+
+	"github.com/ringcache/ringcache/storage/internal/arena"
 )
 
 // frozenString views b as a string without copying. b must never change
-// afterwards: the index uses it for keys that live in the same immutable
-// buffer as the record's value, so a lookup's key comparison and the value
-// read that follows touch neighbouring memory instead of two allocations.
+// afterwards.
 func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// memIndex holds the current state of every key in memory: the live
-// records, the expired ones not yet swept, and recent tombstones. It is
-// ahead of Badger, which persist cycles write behind it (persist.go), and
-// it serves every read: point reads, scans, streaming, and the committer's
-// lookups, which in Badger cost a search of every memtable and level (in
-// managed mode a read at a snapshot never stops at the first version it
-// finds), several microseconds each. Badger is what a restart reloads it
-// from. Only the committer writes it, when a batch's functions have run
-// and before the batch's submissions complete, so a reader always sees an
-// acknowledged write. With FsyncAlways a reader may see a write before it
-// is acknowledged (it waits for Badger), as a Redis client may read a key
-// whose writer still waits for its fsync; such a write stays in the index
-// and is retried until Badger takes it.
+// memIndex is the keyspace: the current state of every key (live records,
+// expired ones not yet swept, recent tombstones), each a block in an
+// arena outside the Go heap (block.go), found through per-shard key tables
+// (keytable.go) held in the same arena. It is ahead of Badger, which
+// persist cycles write behind it (persist.go), and it serves every read.
+//
+// Only the committer writes it: it builds a batch's blocks when the batch
+// is done and before the batch's submissions complete, so a reader always
+// sees an acknowledged write. Readers on other goroutines take their
+// shard's read lock and copy what they need before releasing it (view,
+// slotRecords): a block is freed only after the committer has unlinked it
+// under the write lock, so no reader holds it then. The committer reads
+// without locks (get): nobody else changes the index, and it frees a
+// block only when it replaces or removes it, after the batch's functions
+// (which may hold its value) have run.
 type memIndex struct {
+	a      *arena.Arena
 	shards [indexShards]memShard
 	// digests holds each slot's digest: the XOR of recordHash over its
 	// live (non-tombstone) records. XOR makes it order-free and O(1) to
 	// update, so two nodes compare a slot's contents with eight bytes.
 	digests [SlotCount]atomic.Uint64
+	// tombstones counts the tombstone blocks, tombBytes their memory.
+	tombstones, tombBytes atomic.Int64
 }
 
 // recordHash is a record's contribution to its slot's digest: it changes
 // with the key and with the version, which names the state.
-func recordHash(bk string, version uint64) uint64 {
-	return xxh3.HashStringSeed(bk, version)
+func recordHash(slot uint16, key []byte, version uint64) uint64 {
+	var buf [128]byte
+	return xxh3.HashSeed(appendDataKey(buf[:0], slot, key), version)
 }
 
 // indexShards spreads the index over locks and tables. Shards are chosen
@@ -51,103 +57,221 @@ const indexShards = 4096
 
 type memShard struct {
 	mu sync.RWMutex
-	t  keyTable // keyed by the Badger data key: slot prefix + key
+	t  keyTable
 }
+
+func newMemIndex() *memIndex { return &memIndex{a: arena.New()} }
 
 func (ix *memIndex) shard(slot uint16) *memShard { return &ix.shards[slot%indexShards] }
 
 // get returns the record stored for key, tombstones and expired records
-// included. Record.Value is shared and must not be modified.
+// included, for the committer: Record.Value is the block's memory, valid
+// until the committer replaces or removes the key.
 func (ix *memIndex) get(slot uint16, key []byte) (Record, bool) {
-	var buf [128]byte
-	k := appendDataKey(buf[:0], slot, key)
-	s := ix.shard(slot)
-	s.mu.RLock()
-	ts, ok := s.t.get(unsafe.String(unsafe.SliceData(k), len(k)))
-	s.mu.RUnlock()
+	b, ok := ix.shard(slot).t.get(ix.a, slot, key)
 	if !ok {
 		return Record{}, false
 	}
-	return ts.record(), true
+	return b.record(), true
 }
 
-// set stores e, an entry whose Badger data key (in slot) is its first klen
-// bytes, as that key's state, and returns the record it replaces, if any.
-// e must never be modified after.
-func (ix *memIndex) set(slot uint16, e entry, klen int) (old Record, had bool) {
+// getBlock is get for the committer's callers that need the block itself.
+func (ix *memIndex) getBlock(slot uint16, key []byte) (block, bool) {
+	return ix.shard(slot).t.get(ix.a, slot, key)
+}
+
+// view calls fn with key's block under the shard's read lock, for readers
+// on any goroutine; fn must copy what it keeps and must not call the store.
+func (ix *memIndex) view(slot uint16, key []byte, fn func(b block)) bool {
+	s := ix.shard(slot)
+	s.mu.RLock()
+	b, ok := s.t.get(ix.a, slot, key)
+	if ok {
+		fn(b)
+	}
+	s.mu.RUnlock()
+	return ok
+}
+
+// setResult is what set tells the committer about the state it replaced.
+type setResult struct {
+	old Record // without its value
+	had bool
+	// delta is the change in the keyspace's memory.
+	delta int64
+}
+
+// set stores rec as (slot, key)'s state in a new block, copying the key
+// and the value, and frees the block it replaces. access is the new
+// block's access field; with keepAccess, a live block's own is kept
+// instead.
+func (ix *memIndex) set(slot uint16, key []byte, rec *Record, access uint32, keepAccess bool) setResult {
+	n := blockLen(len(key), rec)
+	ref, mem, err := ix.a.Alloc(n)
+	if err != nil {
+		panic("storage: out of memory for a record: " + err.Error())
+	}
+	putBlock(mem, slot, key, rec, access)
+	nb := block(mem)
+	tag := keyTag(slot, key)
 	s := ix.shard(slot)
 	s.mu.Lock()
-	prev, had := s.t.set(e, klen)
+	oldSlot := s.t.put(ix.a, slot, key, tag, ref, rec.Tombstone)
+	var ob block
+	if oldSlot != 0 {
+		ob = blockAt(ix.a, oldSlot)
+		if keepAccess && !ob.tombstone() {
+			atomic.StoreUint32(nb.accessWord(), ob.access())
+		}
+	}
 	s.mu.Unlock()
-	bk := frozenString(e[:klen])
-	rec := e.record(klen)
+
+	res := setResult{delta: int64(arena.BlockSize(n))}
+	if rec.Tombstone {
+		ix.tombstones.Add(1)
+		ix.tombBytes.Add(int64(arena.BlockSize(n)))
+	}
 	var d uint64
-	if had {
-		old = prev.record()
-		if !old.Tombstone {
-			d ^= recordHash(bk, old.Version)
+	if oldSlot != 0 {
+		res.had = true
+		res.old = ob.record()
+		res.old.Value = nil
+		_, _, oldLen := ob.parts()
+		ix.a.Free(slotRef(oldSlot), oldLen)
+		res.delta -= int64(arena.BlockSize(oldLen))
+		if res.old.Tombstone {
+			ix.tombstones.Add(-1)
+			ix.tombBytes.Add(-int64(arena.BlockSize(oldLen)))
+		} else {
+			d ^= recordHash(slot, key, res.old.Version)
 		}
 	}
 	if !rec.Tombstone {
-		d ^= recordHash(bk, rec.Version)
+		d ^= recordHash(slot, key, rec.Version)
 	}
 	if d != 0 {
 		// Only the committer writes: a plain read-modify-write is safe.
 		ix.digests[slot].Store(ix.digests[slot].Load() ^ d)
 	}
-	return old, had
+	return res
 }
 
-// slotRecord is a record of the index with its Badger data key.
+// removeAt forgets the key in table slot i of shard s without a trace (no
+// tombstone): for tombstones that have served their time. The caller holds
+// s's write lock; the block is freed.
+func (ix *memIndex) removeAt(s *memShard, i int) {
+	ts := s.t.slots[i]
+	b := blockAt(ix.a, ts)
+	_, _, n := b.parts()
+	if b.tombstone() {
+		ix.tombstones.Add(-1)
+		ix.tombBytes.Add(-int64(arena.BlockSize(n)))
+	} else {
+		slot := b.slot()
+		ix.digests[slot].Store(ix.digests[slot].Load() ^ recordHash(slot, b.key(), b.version()))
+	}
+	s.t.removeAt(ix.a, i)
+	ix.a.Free(slotRef(ts), n)
+}
+
+// sweepTombstones removes the tombstones of shard si written at or before
+// cutoff (unix seconds), and reports how many it removed.
+func (ix *memIndex) sweepTombstones(si int, cutoff uint32) int {
+	s := &ix.shards[si]
+	if s.t.tombs == 0 {
+		return 0
+	}
+	removed := 0
+	s.mu.Lock()
+	for i := 0; i < len(s.t.slots); {
+		ts := s.t.slots[i]
+		if ts&slotTomb != 0 && blockAt(ix.a, ts).access() <= cutoff {
+			size := len(s.t.slots)
+			ix.removeAt(s, i)
+			removed++
+			if s.t.tombs == 0 {
+				break
+			}
+			// A backward shift may have moved another slot into i (look
+			// at it again); a shrink moved everything (start over).
+			if len(s.t.slots) != size {
+				i = 0
+			}
+			continue
+		}
+		i++
+	}
+	s.mu.Unlock()
+	return removed
+}
+
+// slotRecord is a record of the index with its key, copied out of it.
 type slotRecord struct {
-	key string
+	key []byte
 	rec Record
 }
 
 // slotRecords returns every record of one slot (tombstones and expired
-// records included), sorted by key.
-func (ix *memIndex) slotRecords(slot uint16) []slotRecord {
-	p := slotPrefix(slot)
+// records included), sorted by key: keys, and with withValues values,
+// copied into Go memory under the shard's read lock.
+func (ix *memIndex) slotRecords(slot uint16, withValues bool) []slotRecord {
+	type pos struct{ start, klen, vlen int }
 	s := ix.shard(slot)
-	s.mu.RLock()
 	var recs []slotRecord
-	s.t.all(func(ts *tableSlot) bool {
-		if k := ts.key(); k[0] == p[0] && k[1] == p[1] {
-			recs = append(recs, slotRecord{k, ts.record()})
+	var at []pos
+	var buf []byte
+	s.mu.RLock()
+	s.t.each(func(_ int, ts uint64) bool {
+		b := blockAt(ix.a, ts)
+		if b.slot() != slot {
+			return true
 		}
+		k, v, _ := b.parts()
+		rec := b.record()
+		rec.Value = nil
+		p := pos{start: len(buf), klen: len(k)}
+		buf = append(buf, k...)
+		if withValues && !rec.Tombstone {
+			buf = append(buf, v...)
+			p.vlen = len(v)
+		}
+		recs = append(recs, slotRecord{rec: rec})
+		at = append(at, p)
 		return true
 	})
 	s.mu.RUnlock()
-	slices.SortFunc(recs, func(a, b slotRecord) int { return strings.Compare(a.key, b.key) })
-	return recs
-}
-
-// forgetTombstone removes bk if it is still the tombstone of version v.
-func (ix *memIndex) forgetTombstone(slot uint16, bk string, v uint64) {
-	s := ix.shard(slot)
-	s.mu.Lock()
-	if ts, ok := s.t.get(bk); ok {
-		if rec := ts.record(); rec.Tombstone && rec.Version == v {
-			s.t.remove(bk)
+	for i := range recs {
+		p := at[i]
+		ke := p.start + p.klen
+		recs[i].key = buf[p.start:ke:ke]
+		if withValues && !recs[i].rec.Tombstone {
+			recs[i].rec.Value = buf[ke : ke+p.vlen : ke+p.vlen]
 		}
 	}
-	s.mu.Unlock()
+	slices.SortFunc(recs, func(a, b slotRecord) int { return bytes.Compare(a.key, b.key) })
+	return recs
 }
 
 // dropSlot forgets every key of a slot.
 func (ix *memIndex) dropSlot(slot uint16) {
-	p := slotPrefix(slot)
 	s := ix.shard(slot)
 	s.mu.Lock()
-	s.t.deleteIf(func(ts *tableSlot) bool {
-		k := ts.key()
-		return k[0] == p[0] && k[1] == p[1]
-	})
+	for i := 0; i < len(s.t.slots); {
+		if ts := s.t.slots[i]; ts != 0 && blockAt(ix.a, ts).slot() == slot {
+			size := len(s.t.slots)
+			ix.removeAt(s, i)
+			if len(s.t.slots) != size {
+				i = 0 // Shrunk: everything moved.
+			}
+			continue
+		}
+		i++
+	}
 	s.mu.Unlock()
 	ix.digests[slot].Store(0)
 }
 
-// reset forgets every key.
+// reset forgets every key and gives the memory back.
 func (ix *memIndex) reset() {
 	for i := range ix.shards {
 		s := &ix.shards[i]
@@ -155,48 +279,17 @@ func (ix *memIndex) reset() {
 		s.t = keyTable{}
 		s.mu.Unlock()
 	}
+	ix.a.Release()
 	for i := range ix.digests {
 		ix.digests[i].Store(0)
 	}
+	ix.tombstones.Store(0)
+	ix.tombBytes.Store(0)
 }
 
-// tombstoneRef is a tombstone in the index, to forget once Badger has
-// dropped it too.
-type tombstoneRef struct {
-	slot    uint16
-	key     string // Badger data key
-	version uint64
-	at      int64 // unix ms when it was indexed
-}
+// bytes is the memory the keyspace takes: every block and table, at their
+// size class.
+func (ix *memIndex) bytes() int64 { return ix.a.Allocated() }
 
-// tombstoneQueue lists the index's tombstones in the order they were
-// written, so the oldest are forgotten first. Only the committer uses it.
-type tombstoneQueue struct {
-	refs []tombstoneRef
-	head int
-}
-
-func (q *tombstoneQueue) push(r tombstoneRef) { q.refs = append(q.refs, r) }
-
-// expire forgets the tombstones written at or before cutoff.
-func (q *tombstoneQueue) expire(ix *memIndex, cutoff int64) {
-	for q.head < len(q.refs) && q.refs[q.head].at <= cutoff {
-		r := &q.refs[q.head]
-		ix.forgetTombstone(r.slot, r.key, r.version)
-		*r = tombstoneRef{}
-		q.head++
-	}
-	// Compact once the consumed prefix dominates, keeping pushes amortised O(1).
-	if q.head > 1024 && q.head*2 > len(q.refs) {
-		n := copy(q.refs, q.refs[q.head:])
-		clear(q.refs[n:])
-		q.refs = q.refs[:n]
-		q.head = 0
-	}
-}
-
-func (q *tombstoneQueue) reset() {
-	clear(q.refs)
-	q.refs = q.refs[:0]
-	q.head = 0
-}
+// close gives the memory back; nobody may use the index after.
+func (ix *memIndex) close() { ix.reset() }

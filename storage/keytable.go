@@ -1,222 +1,215 @@
 package storage
 
 import (
-	"encoding/binary"
 	"hash/maphash"
 	"unsafe"
+
+	"github.com/ringcache/ringcache/storage/internal/arena"
 )
 
-// entry is one key's state as the in-memory index keeps it: a single
-// immutable buffer laid out as the Badger data key, the record header and
-// the value (the layout Tx.put builds), so a lookup's key comparison, the
-// header and the value are one allocation and neighbouring cache lines.
-type entry []byte
-
-// newEntry builds the entry of rec for (slot, key) in one allocation,
-// copying the value (the header is written from rec), and returns it with
-// the length of its Badger data key.
-func newEntry(slot uint16, key []byte, rec *Record, typ ValueType) (entry, int) {
-	klen := slotPrefixLen + len(key)
-	e := make(entry, klen+headerLen+len(rec.Value))
-	appendDataKey(e[:0], slot, key)
-	putHeader(e[klen:], typ, rec)
-	copy(e[klen+headerLen:], rec.Value)
-	return e, klen
-}
-
-// record decodes the entry stored with a key of klen bytes. The value is
-// shared with the entry; a tombstone has none.
-func (e entry) record(klen int) Record {
-	h := e[klen : klen+headerLen]
-	rec := Record{
-		Version:   binary.BigEndian.Uint64(h[1:9]),
-		ExpireAt:  int64(binary.BigEndian.Uint64(h[9:17])),
-		Tombstone: h[0]&flagTombstone != 0,
-	}
-	if !rec.Tombstone {
-		rec.Value = e[klen+headerLen:]
-	}
-	return rec
-}
-
-// tableSlot is one slot of a keyTable: 16 bytes with a single pointer, where
-// a Go map[string]Record spends 64 bytes and three pointers per key (and
-// its lookups touch the group's control word, the key header, the key bytes
-// and the value: four cache misses on a large index, against two here).
-type tableSlot struct {
-	p    *byte  // the entry's first byte; nil: the slot is empty
-	n    uint32 // the entry's length
-	klen uint16 // the length of its Badger data key
-	tag  uint16 // the hash's top bits, so most mismatches skip the entry
-}
-
-func (s *tableSlot) key() string { return unsafe.String(s.p, int(s.klen)) }
-
-func (s *tableSlot) entry() entry { return unsafe.Slice(s.p, int(s.n)) }
-
-func (s *tableSlot) record() Record { return s.entry().record(int(s.klen)) }
-
-// keyTable maps Badger data keys to entries: open addressing with linear
-// probing and backward-shift deletion (no deletion markers), kept between
-// 3/16 and 3/4 full. Not safe for concurrent use: memShard locks it.
+// keyTable maps (slot, key) to the key's block: open addressing with linear
+// probing and backward-shift deletion, in 8-byte slots held in the arena:
+//
+//	bits 63-41  tag: the top 23 bits of the key's hash
+//	bit  40     the block is a tombstone
+//	bit  39     the slot is in use
+//	bits 38-0   the block's packed arena.Ref
+//
+// A key's home slot is derived from its tag alone (tag*size >> 23), so
+// that growing, shrinking and backward shifts never read a block; lookups
+// read one only when the tag matches (a false match is about one in 8M per
+// probe). Tables grow by half when 4/5 full and shrink when under 1/4, so
+// a table costs 10-15 bytes per key. Not safe for concurrent use: memShard
+// locks it.
 type keyTable struct {
-	slots []tableSlot // a power of two long, or nil
-	n     int
+	mem   arena.Ref // the slots' block, 0 with no slots
+	slots []uint64
+	n     int // slots in use
+	tombs int // of which tombstones
 }
 
-const minTableSlots = 8
+const (
+	tagBits      = 23
+	tagShift     = 64 - tagBits
+	slotTomb     = 1 << 40
+	slotUsed     = 1 << 39
+	slotRefMask  = 1<<arena.PackedBits - 1
+	minTableSize = 8
+)
 
-// tableSeed keys the hash: a fixed process-wide seed, random per process.
+// tableSeed keys the hash: random per process.
 var tableSeed = maphash.MakeSeed()
 
-func tableHash(key string) uint64 { return maphash.String(tableSeed, key) }
+// keyTag is the tag of (slot, key).
+func keyTag(slot uint16, key []byte) uint64 {
+	return (maphash.Bytes(tableSeed, key) ^ uint64(slot)*0x9e3779b97f4a7c15) >> tagShift
+}
 
-// find returns the index of key's slot, or -1.
-func (t *keyTable) find(key string, h uint64) int {
+func slotTag(s uint64) uint64           { return s >> tagShift }
+func slotRef(s uint64) arena.Ref        { return arena.Unpack(s & slotRefMask) }
+func (t *keyTable) home(tag uint64) int { return int(tag * uint64(len(t.slots)) >> tagBits) }
+
+func makeSlot(tag uint64, ref arena.Ref, tomb bool) uint64 {
+	s := tag<<tagShift | slotUsed | ref.Pack()
+	if tomb {
+		s |= slotTomb
+	}
+	return s
+}
+
+// blockAt returns the block of a slot in use.
+func blockAt(a *arena.Arena, s uint64) block { return block(a.Tail(slotRef(s))) }
+
+// find returns the index of (slot, key)'s table slot, or -1.
+func (t *keyTable) find(a *arena.Arena, slot uint16, key []byte, tag uint64) int {
 	if t.n == 0 {
 		return -1
 	}
-	mask := uint64(len(t.slots) - 1)
-	tag := uint16(h >> 48)
-	for i := h & mask; ; i = (i + 1) & mask {
-		s := &t.slots[i]
-		if s.p == nil {
+	size := len(t.slots)
+	for i := t.home(tag); ; {
+		s := t.slots[i]
+		if s == 0 {
 			return -1
 		}
-		if s.tag == tag && int(s.klen) == len(key) && s.key() == key {
-			return int(i)
+		if slotTag(s) == tag {
+			if b := blockAt(a, s); b.slot() == slot && string(b.key()) == string(key) {
+				return i
+			}
+		}
+		if i++; i == size {
+			i = 0
 		}
 	}
 }
 
-// get returns key's entry slot.
-func (t *keyTable) get(key string) (tableSlot, bool) {
-	i := t.find(key, tableHash(key))
+// get returns (slot, key)'s block.
+func (t *keyTable) get(a *arena.Arena, slot uint16, key []byte) (block, bool) {
+	i := t.find(a, slot, key, keyTag(slot, key))
 	if i < 0 {
-		return tableSlot{}, false
+		return nil, false
 	}
-	return t.slots[i], true
+	return blockAt(a, t.slots[i]), true
 }
 
-// set stores e, whose data key is its first klen bytes, and returns the
-// slot it replaces.
-func (t *keyTable) set(e entry, klen int) (old tableSlot, had bool) {
-	key := unsafe.String(unsafe.SliceData(e), klen)
-	h := tableHash(key)
-	ns := tableSlot{p: unsafe.SliceData(e), n: uint32(len(e)), klen: uint16(klen), tag: uint16(h >> 48)}
-	if i := t.find(key, h); i >= 0 {
+// put makes ref (a block of (slot, key), with tag keyTag(slot, key)) the
+// key's block and returns the slot it replaces (0: the key was not there).
+func (t *keyTable) put(a *arena.Arena, slot uint16, key []byte, tag uint64, ref arena.Ref, tomb bool) (old uint64) {
+	ns := makeSlot(tag, ref, tomb)
+	if i := t.find(a, slot, key, tag); i >= 0 {
 		old = t.slots[i]
 		t.slots[i] = ns
-		return old, true
+		t.tombs += boolInt(tomb) - boolInt(old&slotTomb != 0)
+		return old
 	}
-	if (t.n+1)*4 > len(t.slots)*3 {
-		t.resize(max(minTableSlots, len(t.slots)*2))
+	if (t.n+1)*5 > len(t.slots)*4 {
+		t.resize(a, max(minTableSize, len(t.slots)*3/2))
 	}
-	t.insert(ns, h)
+	t.insert(ns)
 	t.n++
-	return tableSlot{}, false
+	t.tombs += boolInt(tomb)
+	return 0
 }
 
-// insert puts s in the first empty slot of its probe sequence; s's key is
-// not in the table.
-func (t *keyTable) insert(s tableSlot, h uint64) {
-	mask := uint64(len(t.slots) - 1)
-	i := h & mask
-	for t.slots[i].p != nil {
-		i = (i + 1) & mask
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// insert puts s in the first free slot from its home; its key is not in
+// the table, and the table has room.
+func (t *keyTable) insert(s uint64) {
+	size := len(t.slots)
+	i := t.home(slotTag(s))
+	for t.slots[i] != 0 {
+		if i++; i == size {
+			i = 0
+		}
 	}
 	t.slots[i] = s
 }
 
-// remove deletes key and reports whether it was there.
-func (t *keyTable) remove(key string) bool {
-	i := t.find(key, tableHash(key))
+// remove deletes (slot, key) and returns its block's Ref.
+func (t *keyTable) remove(a *arena.Arena, slot uint16, key []byte) (arena.Ref, bool) {
+	i := t.find(a, slot, key, keyTag(slot, key))
 	if i < 0 {
-		return false
+		return 0, false
 	}
-	t.removeAt(i)
-	t.maybeShrink()
-	return true
+	r := slotRef(t.slots[i])
+	t.removeAt(a, i)
+	return r, true
 }
 
-// removeAt empties slot i and shifts back the entries after it that would
-// no longer be reachable across the hole.
-func (t *keyTable) removeAt(i int) {
-	mask := len(t.slots) - 1
+// removeAt empties slot i, shifts back the slots after it that would be
+// cut off from their home by the hole, and shrinks a table that has
+// become mostly empty.
+func (t *keyTable) removeAt(a *arena.Arena, i int) {
+	size := len(t.slots)
+	t.tombs -= boolInt(t.slots[i]&slotTomb != 0)
 	hole := i
-	for j := (i + 1) & mask; t.slots[j].p != nil; j = (j + 1) & mask {
-		home := int(tableHash(t.slots[j].key())) & mask
+	for j := (i + 1) % size; t.slots[j] != 0; j = (j + 1) % size {
+		home := t.home(slotTag(t.slots[j]))
 		// Move j into the hole unless its home lies cyclically in (hole, j].
-		if (j-home)&mask >= (j-hole)&mask {
+		if (j-home+size)%size >= (j-hole+size)%size {
 			t.slots[hole] = t.slots[j]
 			hole = j
 		}
 	}
-	t.slots[hole] = tableSlot{}
+	t.slots[hole] = 0
 	t.n--
+	if len(t.slots) > minTableSize && t.n*4 < len(t.slots) {
+		t.resize(a, tableSize(t.n))
+	}
 }
 
-// deleteIf removes every entry for which drop returns true. drop must not
-// use the table.
-func (t *keyTable) deleteIf(drop func(s *tableSlot) bool) {
-	if t.n == 0 {
-		return
+// tableSize is a size that holds n slots about 2/3 full.
+func tableSize(n int) int { return max(minTableSize, n*3/2+1) }
+
+// resize moves every slot into a table of size slots.
+func (t *keyTable) resize(a *arena.Arena, size int) {
+	oldRef, old := t.mem, t.slots
+	t.mem, t.slots = 0, nil
+	if t.n > 0 || size > 0 {
+		ref, m, err := a.Alloc(size * 8)
+		if err != nil {
+			panic("storage: out of memory for a key table: " + err.Error())
+		}
+		t.mem = ref
+		t.slots = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(m))), size)
+		clear(t.slots)
 	}
-	kept := t.slots[:0:0]
-	for i := range t.slots {
-		if s := &t.slots[i]; s.p != nil && !drop(s) {
-			kept = append(kept, *s)
+	for _, s := range old {
+		if s != 0 {
+			t.insert(s)
 		}
 	}
-	if len(kept) == t.n {
-		return
-	}
-	t.slots, t.n = nil, 0
-	if len(kept) > 0 {
-		t.resize(tableSize(len(kept)))
-		for _, s := range kept {
-			t.insert(s, tableHash(s.key()))
-		}
-		t.n = len(kept)
+	if oldRef != 0 {
+		a.Free(oldRef, len(old)*8)
 	}
 }
 
-// maybeShrink halves the table when it has become less than 3/16 full, so
-// a shard that lost most of its keys gives the memory back.
-func (t *keyTable) maybeShrink() {
-	if len(t.slots) > minTableSlots && t.n*16 < len(t.slots)*3 {
-		if t.n == 0 {
-			t.slots = nil
-			return
-		}
-		t.resize(tableSize(t.n))
+// free gives the table's memory back.
+func (t *keyTable) free(a *arena.Arena) {
+	if t.mem != 0 {
+		a.Free(t.mem, len(t.slots)*8)
 	}
+	*t = keyTable{}
 }
 
-// tableSize is the smallest table that holds n entries at most 3/4 full.
-func tableSize(n int) int {
-	size := minTableSlots
-	for n*4 > size*3 {
-		size *= 2
+// bytes is the arena memory the table takes.
+func (t *keyTable) bytes() int {
+	if t.mem == 0 {
+		return 0
 	}
-	return size
+	return arena.BlockSize(len(t.slots) * 8)
 }
 
-// resize rehashes every entry into a table of size slots.
-func (t *keyTable) resize(size int) {
-	old := t.slots
-	t.slots = make([]tableSlot, size)
-	for i := range old {
-		if s := &old[i]; s.p != nil {
-			t.insert(*s, tableHash(s.key()))
-		}
-	}
-}
-
-// all calls fn with every slot, in no order, until fn returns false.
-func (t *keyTable) all(fn func(s *tableSlot) bool) {
-	for i := range t.slots {
-		if s := &t.slots[i]; s.p != nil && !fn(s) {
+// each calls fn with every slot in use, in table order, until fn returns
+// false. fn must not change the table.
+func (t *keyTable) each(fn func(i int, s uint64) bool) {
+	for i, s := range t.slots {
+		if s != 0 && !fn(i, s) {
 			return
 		}
 	}

@@ -6,78 +6,108 @@ import (
 	"testing"
 )
 
-func testEntry(key string, version uint64, value string, tombstone bool) entry {
-	rec := Record{Value: []byte(value), Version: version, ExpireAt: int64(version) * 10, Tombstone: tombstone}
-	if tombstone {
-		rec.Value = nil
-	}
-	e, _ := newEntry(0, nil, &rec, TypeString)
-	return append(entry(key), e[slotPrefixLen:]...)
-}
-
-// TestKeyTableMatchesMap drives a keyTable and a Go map with the same random
-// operations (sets, replacements, removals, bulk deletions, so tables grow,
-// shift entries back over holes and shrink) and checks they always agree.
-func TestKeyTableMatchesMap(t *testing.T) {
-	for _, keys := range []int{5, 60, 2000} {
+// TestIndexMatchesMap drives a memIndex and a Go map with the same random
+// operations (sets, replacements, tombstones, removals, slot drops, so
+// tables grow, shift slots back over holes and shrink) over keys spread on
+// a few slots of the same shards, and checks they always agree, digests
+// and memory accounting included.
+func TestIndexMatchesMap(t *testing.T) {
+	for _, keys := range []int{5, 60, 3000} {
 		t.Run(fmt.Sprint(keys, "keys"), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(keys)))
-			var tab keyTable
-			ref := map[string]Record{}
+			ix := newMemIndex()
+			defer ix.close()
+			type key struct {
+				slot uint16
+				k    string
+			}
+			ref := map[key]Record{}
+			slots := []uint16{7, 7 + indexShards, 7 + 2*indexShards, 9}
 			check := func(step int) {
 				t.Helper()
-				if tab.n != len(ref) {
-					t.Fatalf("step %d: table holds %d keys, want %d", step, tab.n, len(ref))
-				}
+				var digests [SlotCount]uint64
+				var bytes int64
 				for k, want := range ref {
-					s, ok := tab.get(k)
+					got, ok := ix.get(k.slot, []byte(k.k))
 					if !ok {
-						t.Fatalf("step %d: %q missing", step, k)
+						t.Fatalf("step %d: %v missing", step, k)
 					}
-					got := s.record()
 					if got.Version != want.Version || got.ExpireAt != want.ExpireAt || got.Tombstone != want.Tombstone || string(got.Value) != string(want.Value) {
-						t.Fatalf("step %d: %q = %+v, want %+v", step, k, got, want)
+						t.Fatalf("step %d: %v = %+v, want %+v", step, k, got, want)
+					}
+					if !want.Tombstone {
+						digests[k.slot] ^= recordHash(k.slot, []byte(k.k), want.Version)
+					}
+					bytes += int64(blockSizeOf(blockLen(len(k.k), &want)))
+				}
+				n := 0
+				for i := range ix.shards {
+					s := &ix.shards[i]
+					n += s.t.n
+					bytes += int64(s.t.bytes())
+				}
+				if n != len(ref) {
+					t.Fatalf("step %d: index holds %d keys, want %d", step, n, len(ref))
+				}
+				for _, sl := range slots {
+					if ix.digests[sl].Load() != digests[sl] {
+						t.Fatalf("step %d: slot %d digest %x, want %x", step, sl, ix.digests[sl].Load(), digests[sl])
 					}
 				}
-				seen := 0
-				tab.all(func(s *tableSlot) bool { seen++; _, ok := ref[s.key()]; return ok })
-				if seen != len(ref) {
-					t.Fatalf("step %d: iteration saw %d keys, want %d", step, seen, len(ref))
+				if ix.bytes() != bytes {
+					t.Fatalf("step %d: index counts %d bytes, blocks and tables take %d", step, ix.bytes(), bytes)
 				}
 			}
 			for step := range 20000 {
-				k := fmt.Sprintf("k%d", rng.IntN(keys))
+				k := key{slots[rng.IntN(len(slots))], fmt.Sprintf("k%d", rng.IntN(keys))}
 				switch op := rng.IntN(100); {
-				case op < 60:
+				case op < 70:
 					v := rng.Uint64N(1 << 40)
-					tomb := rng.IntN(10) == 0
-					e := testEntry(k, v, fmt.Sprint("v", v), tomb)
-					old, had := tab.set(e, len(k))
+					rec := Record{Version: v, Value: []byte(fmt.Sprint("v", v, string(make([]byte, rng.IntN(300)))))}
+					switch rng.IntN(5) {
+					case 0:
+						rec = Record{Version: v, Tombstone: true}
+					case 1:
+						rec.ExpireAt = int64(v)
+					}
+					res := ix.set(k.slot, []byte(k.k), &rec, 1, false)
 					prev, wasThere := ref[k]
-					if had != wasThere || (had && old.record().Version != prev.Version) {
-						t.Fatalf("step %d: set %q replaced (%v, %+v), want (%v, %+v)", step, k, had, old.record(), wasThere, prev)
+					if res.had != wasThere || (res.had && res.old.Version != prev.Version) {
+						t.Fatalf("step %d: set %v replaced (%v, %+v), want (%v, %+v)", step, k, res.had, res.old, wasThere, prev)
 					}
-					ref[k] = e.record(len(k))
+					ref[k] = rec
+				case op < 95:
+					s := ix.shard(k.slot)
+					i := s.t.find(ix.a, k.slot, []byte(k.k), keyTag(k.slot, []byte(k.k)))
+					_, there := ref[k]
+					if (i >= 0) != there {
+						t.Fatalf("step %d: find %v = %d, in map %v", step, k, i, there)
+					}
+					if i >= 0 {
+						s.mu.Lock()
+						ix.removeAt(s, i)
+						s.mu.Unlock()
+						delete(ref, k)
+					}
 				case op < 97:
-					_, want := ref[k]
-					if got := tab.remove(k); got != want {
-						t.Fatalf("step %d: remove %q = %v, want %v", step, k, got, want)
-					}
-					delete(ref, k)
-				default:
-					odd := func(key string) bool { return len(key)%2 == 1 }
-					tab.deleteIf(func(s *tableSlot) bool { return odd(s.key()) })
+					sl := slots[rng.IntN(len(slots))]
+					ix.dropSlot(sl)
 					for k := range ref {
-						if odd(k) {
+						if k.slot == sl {
 							delete(ref, k)
 						}
 					}
+				default:
+					// Every tombstone was written at access 1: sweep them all.
+					ix.sweepTombstones(int(k.slot%indexShards), 1)
+					for k2, r := range ref {
+						if r.Tombstone && k2.slot%indexShards == k.slot%indexShards {
+							delete(ref, k2)
+						}
+					}
 				}
-				if step%500 == 0 || keys < 100 {
+				if step%500 == 0 {
 					check(step)
-				}
-				if len(tab.slots) > 0 && (tab.n*4 > len(tab.slots)*3) {
-					t.Fatalf("step %d: table %d/%d is over 3/4 full", step, tab.n, len(tab.slots))
 				}
 			}
 			check(-1)
@@ -85,88 +115,94 @@ func TestKeyTableMatchesMap(t *testing.T) {
 	}
 }
 
-// TestKeyTableMissingKeys checks lookups of absent keys, including ones that
-// share a prefix or a length with present keys, and an empty table.
-func TestKeyTableMissingKeys(t *testing.T) {
-	var tab keyTable
-	if _, ok := tab.get("a"); ok {
-		t.Fatal("empty table found a key")
+// TestIndexMissingKeys checks lookups of absent keys, including ones that
+// share a prefix or a length with present keys, keys of another slot, and
+// an empty index.
+func TestIndexMissingKeys(t *testing.T) {
+	ix := newMemIndex()
+	defer ix.close()
+	if _, ok := ix.get(1, []byte("a")); ok {
+		t.Fatal("empty index found a key")
 	}
 	for i := range 100 {
-		k := fmt.Sprintf("key%03d", i)
-		tab.set(testEntry(k, 1, "v", false), len(k))
+		rec := Record{Version: 1, Value: []byte("v")}
+		ix.set(1, fmt.Appendf(nil, "key%03d", i), &rec, 0, false)
 	}
 	for _, k := range []string{"", "key", "key1000", "key100", "kez001", "key00"} {
-		if _, ok := tab.get(k); ok {
+		if _, ok := ix.get(1, []byte(k)); ok {
 			t.Errorf("found absent key %q", k)
 		}
 	}
-	if tab.remove("key100") {
-		t.Error("removed an absent key")
+	if _, ok := ix.get(1+indexShards, []byte("key001")); ok {
+		t.Error("found a key in another slot of the same shard")
 	}
 }
 
-// TestKeyTableShrinks checks that a table emptied by removals gives its
-// slots back.
-func TestKeyTableShrinks(t *testing.T) {
-	var tab keyTable
+// TestIndexShrinks checks that a table emptied by removals gives its
+// memory back.
+func TestIndexShrinks(t *testing.T) {
+	ix := newMemIndex()
+	defer ix.close()
+	s := ix.shard(3)
 	for i := range 1000 {
-		k := fmt.Sprint(i)
-		tab.set(testEntry(k, 1, "v", false), len(k))
+		rec := Record{Version: 1, Value: []byte("v")}
+		ix.set(3, fmt.Append(nil, i), &rec, 0, false)
 	}
-	big := len(tab.slots)
+	big, full := len(s.t.slots), ix.bytes()
 	for i := range 990 {
-		tab.remove(fmt.Sprint(i))
+		i := s.t.find(ix.a, 3, fmt.Append(nil, i), keyTag(3, fmt.Append(nil, i)))
+		ix.removeAt(s, i)
 	}
-	if len(tab.slots) >= big/8 {
-		t.Fatalf("table of 10 keys still has %d slots (had %d)", len(tab.slots), big)
+	if len(s.t.slots) >= big/8 {
+		t.Fatalf("table of 10 keys still has %d slots (had %d)", len(s.t.slots), big)
+	}
+	if ix.bytes() > full/20 {
+		t.Fatalf("10 keys take %d bytes, 1000 took %d", ix.bytes(), full)
 	}
 	for i := 990; i < 1000; i++ {
-		if _, ok := tab.get(fmt.Sprint(i)); !ok {
+		if _, ok := ix.get(3, fmt.Append(nil, i)); !ok {
 			t.Fatalf("lost key %d while shrinking", i)
 		}
 	}
 }
 
-// BenchmarkKeyTableGet compares a lookup (and a read of the value, as GET
-// does) in 4096 keyTables with the same in 4096 Go maps, at the index's
-// sharding.
-func BenchmarkKeyTableGet(b *testing.B) {
-	const shards = 4096
+// BenchmarkIndexGet measures a lookup and a copy of the value (as GET
+// does) in the index, at 100k and 1M keys, against the same in Go maps at
+// the index's sharding.
+func BenchmarkIndexGet(b *testing.B) {
 	for _, n := range []int{100_000, 1 << 20} {
-		keys := make([]string, n)
-		tabs := make([]keyTable, shards)
-		maps := make([]map[string]Record, shards)
+		keys := make([][]byte, n)
+		ix := newMemIndex()
+		maps := make([]map[string]Record, indexShards)
 		for i := range maps {
 			maps[i] = map[string]Record{}
 		}
 		for i := range keys {
-			keys[i] = fmt.Sprintf("\x80\x01key:%012d", i)
-			e := testEntry(keys[i], 1, "0123456789", false)
-			tabs[i%shards].set(e, len(keys[i]))
-			maps[i%shards][keys[i]] = e.record(len(keys[i]))
+			keys[i] = fmt.Appendf(nil, "key:%012d", i)
+			rec := Record{Version: 1, Value: []byte("0123456789")}
+			ix.set(uint16(i%SlotCount), keys[i], &rec, 0, false)
+			maps[i%indexShards][string(keys[i])] = rec
 		}
-		b.Run(fmt.Sprint(n, "/keyTable"), func(b *testing.B) {
-			sum := 0
+		b.Run(fmt.Sprint(n, "/index"), func(b *testing.B) {
+			var buf []byte
 			for i := 0; b.Loop(); i++ {
 				j := (i * 7919) % n
-				s, ok := tabs[j%shards].get(keys[j])
-				if !ok {
+				if !ix.view(uint16(j%SlotCount), keys[j], func(bl block) { _, v, _ := bl.parts(); buf = append(buf[:0], v...) }) {
 					b.Fatal("missing")
 				}
-				sum += int(s.record().Value[0])
 			}
 		})
 		b.Run(fmt.Sprint(n, "/map"), func(b *testing.B) {
-			sum := 0
+			var buf []byte
 			for i := 0; b.Loop(); i++ {
 				j := (i * 7919) % n
-				rec, ok := maps[j%shards][keys[j]]
+				rec, ok := maps[j%indexShards][string(keys[j])]
 				if !ok {
 					b.Fatal("missing")
 				}
-				sum += int(rec.Value[0])
+				buf = append(buf[:0], rec.Value...)
 			}
 		})
+		ix.close()
 	}
 }

@@ -73,6 +73,10 @@ type Options struct {
 	// Badger: beyond it, writes wait (Submit blocks); default 64 MiB.
 	MaxUnpersisted int64
 
+	// Memory is the memory limit and eviction policy; the zero value is
+	// DefaultMemoryConfig's.
+	Memory MemoryConfig
+
 	// Logger receives the store's logs and Badger's warnings and errors;
 	// default slog.Default().
 	Logger *slog.Logger
@@ -98,13 +102,14 @@ type faults struct {
 func DefaultOptions() Options {
 	return Options{
 		Fsync:           FsyncNo,
-		MemTableSize:    16 << 20,
+		MemTableSize:    8 << 20,
 		BlockCacheSize:  16 << 20,
 		IndexCacheSize:  16 << 20,
 		TombstoneTTL:    10 * time.Minute,
 		ExpiryInterval:  100 * time.Millisecond,
 		PersistInterval: time.Second,
-		MaxUnpersisted:  64 << 20,
+		MaxUnpersisted:  16 << 20,
+		Memory:          DefaultMemoryConfig(),
 		Logger:          slog.Default(),
 	}
 }
@@ -147,6 +152,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = d.Logger
 	}
+	if o.Memory == (MemoryConfig{}) {
+		o.Memory = d.Memory
+	}
+	if err := o.Memory.Validate(); err != nil {
+		return o, err
+	}
 	if o.InMemory {
 		o.Dir = "" // Badger refuses a directory in memory mode.
 	} else if o.Dir == "" {
@@ -166,6 +177,12 @@ func (o Options) badgerOptions() badger.Options {
 		// memtables (one filling, one flushing) keep writes flowing while
 		// holding a third of the memory Badger's default five would.
 		WithNumMemtables(2).
+		// Every table a compaction or flush builds holds a buffer of twice
+		// its size in the Go heap (pooled a few seconds), and compactions
+		// run on that many goroutines: small tables and two compactors
+		// keep what persistence adds to a node's memory small.
+		WithBaseTableSize(1 << 20).
+		WithNumCompactors(2).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		// The committer is the only writer, so there is nothing to conflict

@@ -8,17 +8,9 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// write is one Badger entry staged by a function: a record (a tombstone
-// included). key and value are immutable.
-type write struct {
-	key, value []byte
-	userMeta   byte
-	expiresAt  uint64
-}
-
-// size is what a staged write counts against Options.MaxUnpersisted: its
-// bytes and roughly what the staging map and Badger's entry add.
-func (w *write) size() int64 { return int64(len(w.key)+len(w.value)) + 96 }
+// dirtyKeySize is what a staged key counts against Options.MaxUnpersisted:
+// its bytes and roughly what the staging map adds.
+func dirtyKeySize(k string) int64 { return int64(len(k)) + 64 }
 
 // Write-behind. Badger's write path costs several microseconds per entry
 // (its memtable is a skiplist over a large arena: a cache miss per level),
@@ -27,20 +19,22 @@ func (w *write) size() int64 { return int64(len(w.key)+len(w.value)) + 96 }
 // through replication, on the in-sync replicas, which is what makes an
 // acknowledged write survive the loss of a node) and reach Badger behind:
 //
-//   - The committer stages each write in the dirty map, keyed by Badger
-//     key, so a key written many times between two cycles costs Badger one
-//     entry.
-//   - A persist cycle takes the whole dirty map and commits it, in as many
-//     Badger transactions as it needs, on the persister goroutine, while the
-//     committer goes on with an empty map. One cycle is in flight at a time,
+//   - The committer stages the Badger key of each write in the dirty set,
+//     so a key written many times between two cycles costs Badger one
+//     entry. Only the key: the value stays in the index alone.
+//   - A persist cycle takes the whole dirty set and commits, in as many
+//     Badger transactions as it needs, each key's state as the index holds
+//     it then (a state at least as new as the one staged; a key the index
+//     no longer holds is deleted), on the persister goroutine, while the
+//     committer goes on with an empty set. One cycle is in flight at a time,
 //     and the next starts as soon as it is done (or PersistInterval after the
 //     previous start, whichever is later), so Badger trails the index by
 //     about one cycle.
-//   - When the writes staged and in flight exceed MaxUnpersisted bytes, the
+//   - When the keys staged and in flight exceed MaxUnpersisted bytes, the
 //     committer stops taking submissions until the cycle in flight ends:
 //     Submit then blocks, which is the backpressure.
-//   - When Badger fails a cycle, its writes go back to the dirty map (unless
-//     newer ones replaced them) and are retried a second later; while that
+//   - When Badger fails a cycle, its keys go back to the dirty set and are
+//     retried a second later; while that
 //     lasts and the backlog is full, writes fail instead of waiting. With
 //     FsyncAlways they fail at once, as Redis refuses writes while its
 //     append-only file cannot be written; the submissions already parked
@@ -55,10 +49,10 @@ func (w *write) size() int64 { return int64(len(w.key)+len(w.value)) + 96 }
 type persistState struct {
 	s *Store
 
-	// dirty holds the staged writes of generation gen; spare is an empty
-	// map to swap in when a cycle takes dirty.
-	dirty      map[string]write
-	spare      map[string]write
+	// dirty holds the Badger keys staged in generation gen; spare is an
+	// empty set to swap in when a cycle takes dirty.
+	dirty      map[string]struct{}
+	spare      map[string]struct{}
 	dirtyBytes int64
 	gen        uint64
 
@@ -87,14 +81,14 @@ type persistState struct {
 }
 
 type persistJob struct {
-	gen    uint64
-	writes map[string]write
+	gen  uint64
+	keys map[string]struct{}
 }
 
 type persistResult struct {
-	gen    uint64
-	writes map[string]write
-	err    error
+	gen  uint64
+	keys map[string]struct{}
+	err  error
 }
 
 // flushWaiter is a Flush call: done receives the outcome once generation
@@ -111,7 +105,7 @@ type parkedPendings struct {
 
 func (ps *persistState) init(s *Store, commitTs uint64) {
 	ps.s = s
-	ps.dirty = make(map[string]write)
+	ps.dirty = make(map[string]struct{})
 	ps.gen = 1
 	ps.inflight = -1
 	ps.commitTs = commitTs
@@ -124,42 +118,58 @@ func (ps *persistState) init(s *Store, commitTs uint64) {
 	go ps.persister()
 }
 
-// stage adds a write to the dirty map, replacing an earlier one of the same
-// Badger key.
-func (ps *persistState) stage(w *write) {
-	k := frozenString(w.key)
-	if old, ok := ps.dirty[k]; ok {
-		ps.dirtyBytes -= old.size()
+// stage adds a written Badger key to the dirty set. In memory mode there
+// is nothing to persist.
+func (ps *persistState) stage(bk []byte) {
+	if ps.s.db == nil {
+		return
 	}
-	ps.dirty[k] = *w
-	ps.dirtyBytes += w.size()
+	if _, ok := ps.dirty[string(bk)]; ok {
+		return
+	}
+	k := string(bk)
+	ps.dirty[k] = struct{}{}
+	ps.dirtyBytes += dirtyKeySize(k)
 }
 
-// unstage forgets the staged writes whose keys start with any of prefixes.
-// There must be no cycle in flight.
+// unstage forgets the staged keys that start with any of prefixes. There
+// must be no cycle in flight.
 func (ps *persistState) unstage(prefixes [][]byte) {
-	for k, w := range ps.dirty {
+	for k := range ps.dirty {
 		for _, p := range prefixes {
 			if strings.HasPrefix(k, string(p)) {
 				delete(ps.dirty, k)
-				ps.dirtyBytes -= w.size()
+				ps.dirtyBytes -= dirtyKeySize(k)
 				break
 			}
 		}
 	}
 }
 
+// bytes is the memory of the writes staged and in flight.
+func (ps *persistState) bytes() int64 { return ps.dirtyBytes + max(ps.inflight, 0) }
+
 // full reports whether the committer must stop taking submissions until
 // the cycle in flight ends.
 func (ps *persistState) full() bool {
-	return ps.inflight >= 0 && ps.lastErr == nil && ps.dirtyBytes+ps.inflight >= ps.s.opts.MaxUnpersisted
+	return ps.inflight >= 0 && ps.lastErr == nil && ps.dirtyBytes+ps.inflight >= ps.s.maxUnpersisted()
+}
+
+// maxUnpersisted is Options.MaxUnpersisted, lowered to 1/16 of maxmemory
+// (at least 1 MiB): the staged keys count against the memory limit.
+func (s *Store) maxUnpersisted() int64 {
+	m := s.opts.MaxUnpersisted
+	if mm := s.mem.cfg.Load().MaxMemory; mm > 0 {
+		m = min(m, max(mm/16, 1<<20))
+	}
+	return m
 }
 
 // refusing returns Badger's last failure while the backlog is full, or
 // with FsyncAlways (which acknowledges nothing Badger has not written):
 // writes are then refused.
 func (ps *persistState) refusing() error {
-	if ps.lastErr != nil && (ps.dirtyBytes >= ps.s.opts.MaxUnpersisted || ps.s.parks()) {
+	if ps.lastErr != nil && (ps.dirtyBytes >= ps.s.maxUnpersisted() || ps.s.parks()) {
 		return ps.lastErr
 	}
 	return nil
@@ -190,7 +200,7 @@ func (ps *persistState) addWaiter(w flushWaiter) {
 // should start without waiting for PersistInterval.
 func (ps *persistState) urgent() bool {
 	return len(ps.waiters) > 0 || len(ps.parked) > 0 ||
-		ps.dirtyBytes >= ps.s.opts.MaxUnpersisted/2
+		ps.dirtyBytes >= ps.s.maxUnpersisted()/2
 }
 
 // maybeStart starts a persist cycle if there is something to write, no
@@ -234,12 +244,12 @@ func (ps *persistState) start() {
 		ps.timer.Stop()
 		ps.timerArmed = false
 	}
-	job := persistJob{gen: ps.gen, writes: ps.dirty}
+	job := persistJob{gen: ps.gen, keys: ps.dirty}
 	ps.inflight = ps.dirtyBytes
 	if ps.spare != nil {
 		ps.dirty, ps.spare = ps.spare, nil
 	} else {
-		ps.dirty = make(map[string]write, min(len(job.writes), maxSpareWrites))
+		ps.dirty = make(map[string]struct{}, min(len(job.keys), maxSpareWrites))
 	}
 	ps.dirtyBytes = 0
 	ps.gen++
@@ -257,14 +267,13 @@ func (ps *persistState) timerFired() { ps.timerArmed = false }
 func (ps *persistState) finished(r persistResult) {
 	ps.inflight = -1
 	if r.err != nil {
-		ps.s.log.Error("writing to Badger failed; retrying", "err", r.err, "writes", len(r.writes))
+		ps.s.log.Error("writing to Badger failed; retrying", "err", r.err, "keys", len(r.keys))
 		ps.lastErr = r.err
-		// What was not replaced since goes back, to be retried with the
-		// current generation.
-		for k, w := range r.writes {
+		// The keys go back, to be retried with the current generation.
+		for k := range r.keys {
 			if _, ok := ps.dirty[k]; !ok {
-				ps.dirty[k] = w
-				ps.dirtyBytes += w.size()
+				ps.dirty[k] = struct{}{}
+				ps.dirtyBytes += dirtyKeySize(k)
 			}
 		}
 		// Flush reports the failure. The parked submissions' writes are in
@@ -279,9 +288,9 @@ func (ps *persistState) finished(r persistResult) {
 	// A Go map never shrinks: keeping the map of a burst (a bulk load
 	// stages a million keys a cycle) would hold its memory for ever, so
 	// only a small one is kept for reuse.
-	if len(r.writes) <= maxSpareWrites {
-		clear(r.writes)
-		ps.spare = r.writes
+	if len(r.keys) <= maxSpareWrites {
+		clear(r.keys)
+		ps.spare = r.keys
 	}
 	ps.release(r.gen, nil)
 }
@@ -360,22 +369,27 @@ func (ps *persistState) stop() {
 func (ps *persistState) persister() {
 	defer close(ps.done)
 	for job := range ps.jobs {
-		err := ps.write(job.writes)
-		ps.results <- persistResult{gen: job.gen, writes: job.writes, err: err}
+		err := ps.write(job.keys)
+		ps.results <- persistResult{gen: job.gen, keys: job.keys, err: err}
 	}
 }
 
-// write commits writes to Badger, in several transactions when they exceed
-// one (with FsyncAlways, Badger syncs each), and publishes the last commit
-// timestamp for readers. A kill between two of the transactions leaves some
-// records of the cycle in Badger and not others; each record stands alone
-// (its expiry is in its header), so any subset is a state the node can
-// restart from and repair.
-func (ps *persistState) write(writes map[string]write) error {
+// write commits the current state of keys to Badger, in several
+// transactions when they exceed one (with FsyncAlways, Badger syncs each),
+// and publishes the last commit timestamp for readers. Each key's state is
+// copied out of the index under its shard's lock; a key the index does not
+// hold (a tombstone swept, a slot dropped) is deleted. A kill between two
+// of the transactions leaves some records of the cycle in Badger and not
+// others; each record stands alone (its expiry is in its header), so any
+// subset is a state the node can restart from and repair.
+func (ps *persistState) write(keys map[string]struct{}) error {
 	s := ps.s
 	txn := s.db.NewTransactionAt(s.readTs.Load(), true)
 	defer func() { txn.Discard() }()
 	n, chunk := 0, 0
+	// The entries' bytes, in chunks that live until their transaction
+	// commits.
+	var buf []byte
 	commit := func() error {
 		if n == 0 {
 			return nil
@@ -389,21 +403,29 @@ func (ps *persistState) write(writes map[string]write) error {
 		// Never reuse a timestamp Badger may have seen, whatever happens.
 		ps.commitTs++
 		err := txn.CommitAt(ps.commitTs, nil)
-		n = 0
+		n, buf = 0, nil
 		if err != nil {
 			return err
 		}
 		s.stats.commits.Add(1)
 		return nil
 	}
-	add := func(w *write) error {
-		err := addToTxn(txn, w)
+	now := s.Now()
+	// add sets e, or with none deletes bk.
+	add := func(bk []byte, e *badger.Entry) error {
+		do := func() error {
+			if e == nil {
+				return txn.Delete(bk)
+			}
+			return txn.SetEntry(e)
+		}
+		err := do()
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err = commit(); err != nil {
 				return err
 			}
 			txn = s.db.NewTransactionAt(s.readTs.Load(), true)
-			err = addToTxn(txn, w)
+			err = do()
 		}
 		if err == nil {
 			n++
@@ -411,8 +433,12 @@ func (ps *persistState) write(writes map[string]write) error {
 		return err
 	}
 	var err error
-	for _, w := range writes {
-		if err = add(&w); err != nil {
+	for k := range keys {
+		bk := []byte(k)
+		slot, key, _ := parseDataKey(bk)
+		var e *badger.Entry
+		buf, e = s.persistEntry(buf, slot, key, bk, now)
+		if err = add(bk, e); err != nil {
 			break
 		}
 	}
@@ -421,7 +447,7 @@ func (ps *persistState) write(writes map[string]write) error {
 	}
 	if err == nil {
 		s.stats.cycles.Add(1)
-		s.stats.persisted.Add(uint64(len(writes)))
+		s.stats.persisted.Add(uint64(len(keys)))
 	}
 	// Every timestamp issued is complete: readers see what landed, even
 	// after a failure, in line with Badger.
@@ -429,6 +455,36 @@ func (ps *persistState) write(writes map[string]write) error {
 	return err
 }
 
-func addToTxn(txn *badger.Txn, w *write) error {
-	return txn.SetEntry(&badger.Entry{Key: w.key, Value: w.value, UserMeta: w.userMeta, ExpiresAt: w.expiresAt})
+// persistChunk is the size of the buffers persist cycles copy records into.
+const persistChunk = 256 << 10
+
+// persistEntry builds the Badger entry of (slot, key)'s current state,
+// copying it into buf (a fresh chunk when buf is full), and returns buf;
+// the entry is nil when the index does not hold the key.
+func (s *Store) persistEntry(buf []byte, slot uint16, key, bk []byte, now int64) ([]byte, *badger.Entry) {
+	e := &badger.Entry{Key: bk}
+	found := s.index.view(slot, key, func(b block) {
+		rec := b.record()
+		n := headerLen + len(rec.Value)
+		if cap(buf)-len(buf) < n {
+			buf = make([]byte, 0, max(persistChunk, n))
+		}
+		start := len(buf)
+		buf = buf[:start+n]
+		v := buf[start : start+n : start+n]
+		putHeader(v, TypeString, &rec)
+		copy(v[headerLen:], rec.Value)
+		e.Value = v
+		if rec.Tombstone {
+			e.UserMeta = flagTombstone
+			e.ExpiresAt = uint64((now + s.opts.TombstoneTTL.Milliseconds() + 999) / 1000)
+		} else {
+			e.ExpiresAt = badgerExpiresAt(rec.ExpireAt, badgerExpiryGraceSecs)
+		}
+	})
+	if !found {
+		// Gone from the index without a tombstone: gone from Badger too.
+		return buf, nil
+	}
+	return buf, e
 }

@@ -1,16 +1,15 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -31,6 +30,9 @@ type Record struct {
 	Version uint64
 	// Tombstone marks a deletion. A tombstone has no value.
 	Tombstone bool
+	// Raw marks a string built in place (APPEND, SETRANGE), which Redis
+	// holds, and OBJECT ENCODING reports, as "raw" whatever its content.
+	Raw bool
 }
 
 // Mutation is one key's new state, as produced by a write (what replication
@@ -39,15 +41,7 @@ type Mutation struct {
 	Slot uint16
 	Key  []byte
 	Rec  Record
-
-	// entry is the immutable buffer holding the Badger key (slot prefix +
-	// Key), the record header and Rec.Value, as the in-memory index keeps
-	// it.
-	entry entry
 }
-
-// dataKeyLen is the length of the Badger data key at the start of m.entry.
-func (m *Mutation) dataKeyLen() int { return slotPrefixLen + len(m.Key) }
 
 // Stats are cumulative counters of the committer's and the expiry loop's
 // work, for monitoring and tests.
@@ -71,12 +65,13 @@ type Stats struct {
 	Expired uint64
 }
 
-// Store is a Badger-backed key-value store with one committer goroutine. All
-// methods are safe for concurrent use.
+// Store is an in-memory keyspace, written behind to Badger unless it runs
+// in memory only, with one committer goroutine. All methods are safe for
+// concurrent use.
 type Store struct {
 	opts Options
 	log  *slog.Logger
-	db   *badger.DB
+	db   *badger.DB // nil in memory mode
 
 	// maxValueLen is the longest payload a write may carry.
 	maxValueLen int
@@ -98,7 +93,7 @@ type Store struct {
 
 	// index is the current state of every key, in memory, for reads and
 	// the committer's lookups; Badger trails it.
-	index memIndex
+	index *memIndex
 
 	submitCh   chan *Pending
 	flushCh    chan flushWaiter
@@ -122,8 +117,51 @@ type Store struct {
 		submissions, ops, batches, commits, cycles, persisted, expired atomic.Uint64
 	}
 
+	// mem is the memory limit and policy, and the eviction state.
+	mem memoryState
+	// notEvictable marks the slots whose keys this node must not evict
+	// (SetEvictable).
+	notEvictable [SlotCount]atomic.Bool
+	onEvict      atomic.Pointer[func(muts []Mutation)]
+	// expiryBytes and persistBytes are the memory of the expiry queue and
+	// of the writes not yet in Badger, published by the committer.
+	expiryBytes, persistBytes atomic.Int64
+
 	// c is the committer's state, touched only by the committer goroutine.
 	c committer
+}
+
+// UsedMemory is what the keyspace and the buffers that grow with writes
+// take, in bytes: every record's block and the tables that find them (at
+// their allocation size), the expiry schedule, and the acknowledged writes
+// not yet in Badger. It is what MaxMemory limits (INFO's used_memory).
+func (s *Store) UsedMemory() int64 {
+	return s.index.bytes() + s.expiryBytes.Load() + s.persistBytes.Load()
+}
+
+// MemoryStats breaks UsedMemory down.
+type MemoryStats struct {
+	// Keyspace is the records' blocks and the tables (Tombstones of it
+	// the deletion markers); Mapped is the memory the keyspace holds from
+	// the operating system, free blocks between live ones included.
+	Keyspace, Tombstones, Mapped int64
+	// Expiry is the expiry schedule, Unpersisted the writes not yet in
+	// Badger.
+	Expiry, Unpersisted int64
+	// Blocks is the number of records' blocks and tables.
+	Blocks int64
+}
+
+// MemoryStats returns the parts of UsedMemory.
+func (s *Store) MemoryStats() MemoryStats {
+	return MemoryStats{
+		Keyspace:    s.index.bytes(),
+		Tombstones:  s.index.tombBytes.Load(),
+		Mapped:      s.index.a.Mapped(),
+		Expiry:      s.expiryBytes.Load(),
+		Unpersisted: s.persistBytes.Load(),
+		Blocks:      s.index.a.Blocks(),
+	}
 }
 
 // Open opens (or creates) the store described by opts, rebuilds the key
@@ -134,51 +172,58 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := badger.OpenManaged(opts.badgerOptions())
-	if err != nil {
-		return nil, fmt.Errorf("storage: open badger: %w", err)
-	}
 	s := &Store{
 		opts:       opts,
 		log:        opts.Logger.With("component", "storage"),
-		db:         db,
 		submitCh:   make(chan *Pending, submitQueueLen),
 		flushCh:    make(chan flushWaiter),
 		stopCommit: make(chan struct{}),
 		commitDone: make(chan struct{}),
 		stopBg:     make(chan struct{}),
+		index:      newMemIndex(),
 	}
 	s.gate.init()
-	s.maxValueLen = s.computeMaxValueLen()
-
-	// Commit timestamps only need to exceed every version already in Badger.
-	ts := db.MaxVersion()
-	s.readTs.Store(ts)
-
+	mc := opts.Memory
+	s.mem.cfg.Store(&mc)
+	var ts uint64
 	start := time.Now()
-	maxVersion, err := s.rebuildCounts()
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("storage: count keys: %w", err)
+	if !opts.InMemory {
+		if s.db, err = badger.OpenManaged(opts.badgerOptions()); err != nil {
+			s.index.close()
+			return nil, fmt.Errorf("storage: open badger: %w", err)
+		}
+		// Commit timestamps only need to exceed every version in Badger.
+		ts = s.db.MaxVersion()
+		s.readTs.Store(ts)
+		maxVersion, err := s.rebuildCounts()
+		if err == nil {
+			err = s.dropLegacyExpiryIndex()
+		}
+		if err != nil {
+			_ = s.db.Close()
+			s.index.close()
+			return nil, fmt.Errorf("storage: load keys: %w", err)
+		}
+		// Physical time normally dominates the clock, but starting past
+		// every stored version keeps versions increasing even if the wall
+		// clock went back while the node was down.
+		s.c.hlc.observe(maxVersion)
 	}
-	// Physical time normally dominates the clock, but starting past every
-	// stored version keeps versions increasing even if the wall clock went
-	// back while the node was down.
-	s.c.hlc.observe(maxVersion)
+	s.maxValueLen = s.computeMaxValueLen()
 	s.nextExpiry.Store(s.c.expiry.next())
-	if err := s.dropLegacyExpiryIndex(); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("storage: drop the old expiry index: %w", err)
-	}
 	s.log.Info("storage opened", "dir", opts.Dir, "in_memory", opts.InMemory,
-		"keys", s.total.Load(), "count_time", time.Since(start).Round(time.Millisecond))
+		"keys", s.total.Load(), "load_time", time.Since(start).Round(time.Millisecond))
 
 	// Last, after everything that can fail: init starts the persister.
 	s.c.init(s, ts)
+	s.c.publishMemory()
 	go s.c.run()
-	s.bgWG.Add(2)
+	s.bgWG.Add(1)
 	go s.expiryLoop()
-	go s.maintenanceLoop()
+	if s.db != nil {
+		s.bgWG.Add(1)
+		go s.maintenanceLoop()
+	}
 	return s, nil
 }
 
@@ -198,24 +243,20 @@ func (s *Store) dropLegacyExpiryIndex() error {
 	return s.db.DropPrefix([]byte{legacyExpiryIndexPrefix})
 }
 
-// computeMaxValueLen derives the payload limit from Badger's limits: in
-// memory mode a stored value must stay below the value threshold (Badger
-// refuses larger ones, and one of exactly the threshold's size crashes its
-// write path, v4.9.6); on disk it must fit in one value-log file with its
-// key and entry header. The record header comes off either way.
+// computeMaxValueLen derives the payload limit from Badger's: on disk a
+// value must fit in one value-log file with its key, entry header and
+// record header. In memory there is no Badger, and no limit but the int32
+// lengths of the replication and value formats.
 func (s *Store) computeMaxValueLen() int {
-	var limit int64
-	if s.opts.InMemory {
-		limit = s.opts.valueThreshold() - 1 - headerLen
-	} else {
-		limit = s.db.Opts().ValueLogFileSize - headerLen - maxBadgerKeyLen - 64
+	if s.db == nil {
+		return math.MaxInt32
 	}
+	limit := s.db.Opts().ValueLogFileSize - headerLen - maxBadgerKeyLen - 64
 	return int(min(limit, math.MaxInt32))
 }
 
 // MaxValueLen is the longest value a write may carry; longer ones fail with
-// ErrValueTooLarge. It is about 1 MiB in memory mode and about 1 GiB on
-// disk.
+// ErrValueTooLarge. It is about 1 GiB on disk.
 func (s *Store) MaxValueLen() int { return s.maxValueLen }
 
 // Close stops accepting submissions, lets every pending one complete, stops
@@ -232,7 +273,10 @@ func (s *Store) Close() error {
 		s.bgWG.Wait()
 		close(s.stopCommit)
 		<-s.commitDone
-		s.closeErr = s.db.Close()
+		if s.db != nil {
+			s.closeErr = s.db.Close()
+		}
+		s.index.close()
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("storage: close badger: %w", s.closeErr)
 		}
@@ -283,45 +327,58 @@ func (s *Store) Get(slot uint16, key []byte) (Record, bool, error) {
 	return out, found, err
 }
 
-// Lookup returns the live record of a key without copying: the value is
-// shared with the store and must not be modified, but stays valid (a later
-// write stores a new value rather than changing this one). It never waits
-// for a commit.
-func (s *Store) Lookup(slot uint16, key []byte) (Record, bool) {
-	if slot >= SlotCount {
-		return Record{}, false
-	}
-	rec, ok := s.index.get(slot, key)
-	// The clock is read only for keys that can expire.
-	if !ok || rec.Tombstone || (rec.ExpireAt != 0 && rec.ExpireAt <= s.Now()) {
-		return Record{}, false
-	}
-	return rec, true
+// Lookup returns the live record of a key, its value appended to buf[:0]
+// (so a caller that reuses buf allocates nothing). It counts as an access
+// for eviction. It never waits for a commit.
+func (s *Store) Lookup(slot uint16, key []byte, buf []byte) (Record, bool) {
+	var out Record
+	found, _ := s.View(slot, key, func(r Record) {
+		out = r
+		out.Value = append(buf[:0], r.Value...)
+		if out.Value == nil {
+			out.Value = []byte{} // Found: an empty value, not a missing one.
+		}
+	})
+	return out, found
 }
 
 // View calls fn with the live record of a key, if there is one, without
-// copying its value: Record.Value is valid only inside fn. It reports
-// whether fn was called. It never waits for a commit.
+// copying its value: Record.Value is valid only inside fn, which runs
+// under a lock of the key's shard and must not call the store. It reports
+// whether fn was called, and counts as an access for eviction. It never
+// waits for a commit.
 func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
 	if !s.gate.enter() {
 		return false, ErrClosed
 	}
 	defer s.gate.exit()
-	rec, ok := s.Lookup(slot, key)
-	if ok {
-		fn(rec)
+	if slot >= SlotCount {
+		return false, nil
 	}
-	return ok, nil
+	found := false
+	s.index.view(slot, key, func(b block) {
+		// The clock is read only for keys that can expire.
+		if b.tombstone() {
+			return
+		}
+		if at := b.expireAt(); at != 0 && at <= s.Now() {
+			return
+		}
+		found = true
+		s.touch(b)
+		fn(b.record())
+	})
+	return found, nil
 }
 
 // ScanSlot calls fn for each live key of slot in key order, starting strictly
-// after the key after (nil: from the first key), until fn returns false. key
-// and rec are shared and must not be modified. The scan reads the slot's
-// keys from the index at once; writes that complete while fn runs are not
+// after the key after (nil: from the first key), until fn returns false,
+// with the key's record without its value. The scan copies the slot's keys
+// out of the index at once; writes that complete while fn runs are not
 // seen, and fn may call the store's read methods.
 func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Record) bool) error {
 	now := s.Now()
-	return s.visitSlot(slot, after, false, func(key []byte, rec Record) bool {
+	return s.visitSlot(slot, after, false, false, func(key []byte, rec Record) bool {
 		if !rec.liveAt(now) {
 			return true
 		}
@@ -332,9 +389,9 @@ func (s *Store) ScanSlot(slot uint16, after []byte, fn func(key []byte, rec Reco
 // StreamSlot calls fn with every stored state of slot (tombstones and
 // expired records included, as replication ships them) in key order, as
 // ScanSlot does, until fn returns false. The mutation's Key and Rec.Value
-// are shared and must not be modified.
+// are copies the caller may keep, but must not modify.
 func (s *Store) StreamSlot(slot uint16, fn func(m Mutation) bool) error {
-	return s.visitSlot(slot, nil, true, func(key []byte, rec Record) bool {
+	return s.visitSlot(slot, nil, true, true, func(key []byte, rec Record) bool {
 		return fn(Mutation{Slot: slot, Key: key, Rec: rec})
 	})
 }
@@ -354,7 +411,7 @@ func (s *Store) SlotDigest(slot uint16) uint64 {
 // after a key, in key order, skipping tombstones unless withTombstones.
 // They come from the index, which is current, rather than from Badger,
 // which trails it by a persist cycle.
-func (s *Store) visitSlot(slot uint16, after []byte, withTombstones bool, fn func(key []byte, rec Record) bool) error {
+func (s *Store) visitSlot(slot uint16, after []byte, withTombstones, withValues bool, fn func(key []byte, rec Record) bool) error {
 	if !s.gate.enter() {
 		return ErrClosed
 	}
@@ -362,13 +419,13 @@ func (s *Store) visitSlot(slot uint16, after []byte, withTombstones bool, fn fun
 	if slot >= SlotCount {
 		return fmt.Errorf("storage: slot %d out of range", slot)
 	}
-	recs := s.index.slotRecords(slot)
+	recs := s.index.slotRecords(slot, withValues)
 	i := 0
 	if after != nil {
 		i, _ = slices.BinarySearchFunc(recs, after, func(r slotRecord, after []byte) int {
-			return strings.Compare(r.key[slotPrefixLen:], string(after))
+			return bytes.Compare(r.key, after)
 		})
-		if i < len(recs) && recs[i].key[slotPrefixLen:] == string(after) {
+		if i < len(recs) && bytes.Equal(recs[i].key, after) {
 			i++
 		}
 	}
@@ -376,7 +433,7 @@ func (s *Store) visitSlot(slot uint16, after []byte, withTombstones bool, fn fun
 		if !withTombstones && r.rec.Tombstone {
 			continue
 		}
-		if !fn(unsafe.Slice(unsafe.StringData(r.key[slotPrefixLen:]), len(r.key)-slotPrefixLen), r.rec) {
+		if !fn(r.key, r.rec) {
 			break
 		}
 	}
@@ -412,27 +469,20 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	it := txn.NewIterator(badger.IteratorOptions{})
 	defer it.Close()
 	s.index.reset()
-	s.c.tombs.reset()
 	s.c.expiry.reset()
-	now := s.Now()
 	var slot uint16
 	var key []byte
 	load := func(v []byte) error {
-		e, klen, err := loadRecord(slot, key, v)
+		rec, err := loadRecord(v)
 		if err != nil {
 			return err
 		}
-		rec := e.record(klen)
 		maxVersion = max(maxVersion, rec.Version)
 		if !rec.Tombstone && rec.ExpireAt != 0 {
 			volatile[slot]++
 			volatileTotal++
 		}
-		s.index.set(slot, e, klen)
-		s.c.expiry.schedule(slot, key, Record{}, false, rec)
-		if rec.Tombstone {
-			s.c.tombs.push(tombstoneRef{slot: slot, key: frozenString(e[:klen]), version: rec.Version, at: now})
-		}
+		s.setLoaded(slot, key, &rec)
 		return nil
 	}
 	for it.Seek([]byte{slotKeyFlag}); it.Valid(); it.Next() {
@@ -459,6 +509,13 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	return maxVersion, nil
 }
 
+// setLoaded puts a record read from Badger in the index and schedules its
+// expiry.
+func (s *Store) setLoaded(slot uint16, key []byte, rec *Record) {
+	s.index.set(slot, key, rec, s.newAccess(rec), false)
+	s.c.expiry.schedule(slot, key, Record{}, false, *rec)
+}
+
 // reloadSlot replaces one slot's records in the index, and its counts, with
 // what Badger holds of it. It runs in the committer, when Badger holds
 // every write of the slot (nothing of it staged or in flight), while other
@@ -472,14 +529,18 @@ func (s *Store) reloadSlot(slot uint16) error {
 	p := slotPrefix(slot)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: p[:]})
 	defer it.Close()
-	var entries []entry
-	var klens []int
+	type loaded struct {
+		key []byte
+		rec Record
+	}
+	var recs []loaded
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
 		_, key, _ := parseDataKey(item.Key())
 		err := item.Value(func(v []byte) error {
-			e, klen, err := loadRecord(slot, key, v)
-			entries, klens = append(entries, e), append(klens, klen)
+			rec, err := loadRecord(v)
+			rec.Value = bytes.Clone(rec.Value)
+			recs = append(recs, loaded{bytes.Clone(key), rec})
 			return err
 		})
 		if err != nil {
@@ -488,30 +549,27 @@ func (s *Store) reloadSlot(slot uint16) error {
 	}
 	s.addCount(slot, count{keys: -s.counts[slot].Load(), volatile: -s.volatile[slot].Load()})
 	s.index.dropSlot(slot)
-	now := s.Now()
-	for i, e := range entries {
-		s.index.set(slot, e, klens[i])
-		rec := e.record(klens[i])
-		s.addCount(slot, countChange(Record{}, false, rec))
-		s.c.expiry.schedule(slot, e[slotPrefixLen:klens[i]], Record{}, false, rec)
-		if rec.Tombstone {
-			s.c.tombs.push(tombstoneRef{slot: slot, key: frozenString(e[:klens[i]]), version: rec.Version, at: now})
-		}
+	for _, l := range recs {
+		s.setLoaded(slot, l.key, &l.rec)
+		s.addCount(slot, countChange(Record{}, false, l.rec))
 	}
 	return nil
 }
 
-// loadRecord turns the Badger value v of (slot, key) into the index's
-// entry (the Badger data key, then v: header and value, as Tx.put lays them
-// out) and returns it with the data key's length.
-func loadRecord(slot uint16, key, v []byte) (entry, int, error) {
-	if _, _, err := decodeHeader(v); err != nil {
-		return nil, 0, err
+// loadRecord decodes a Badger value: the header, then the payload, which
+// aliases v.
+func loadRecord(v []byte) (Record, error) {
+	h, payload, err := decodeHeader(v)
+	if err != nil {
+		return Record{}, err
 	}
-	klen := slotPrefixLen + len(key)
-	e := make(entry, 0, klen+len(v))
-	e = append(appendDataKey(e, slot, key), v...)
-	return e, klen, nil
+	rec := Record{Version: h.version, ExpireAt: h.expireAt, Tombstone: h.tombstone(), Raw: h.flags&flagRaw != 0}
+	if !rec.Tombstone {
+		rec.Value = payload
+	} else {
+		rec.ExpireAt = 0
+	}
+	return rec, nil
 }
 
 // count is a change in a slot's key counts.

@@ -25,7 +25,9 @@ type Tx struct {
 	start int // where this function's mutations begin in p.muts
 	err   error
 
-	writes []write
+	// writes are the Badger keys the function wrote, staged for
+	// persistence when it succeeds.
+	writes [][]byte
 	undos  []undo
 	keyBuf []byte
 }
@@ -155,19 +157,25 @@ func (tx *Tx) Get(slot uint16, key []byte) (Record, bool) {
 // ms; 0 = never). The value is copied. A key or value beyond the store's
 // limits, or a negative expireAt, fails the function instead.
 func (tx *Tx) Set(slot uint16, key, value []byte, expireAt int64) {
+	tx.SetRecord(slot, key, Record{Value: value, ExpireAt: expireAt})
+}
+
+// SetRecord is Set of rec's value, expiry and encoding (Record.Raw); its
+// version and tombstone flag are ignored.
+func (tx *Tx) SetRecord(slot uint16, key []byte, rec Record) {
 	switch {
 	case tx.err != nil || !tx.validKey(slot, key):
 		return
-	case expireAt < 0:
+	case rec.ExpireAt < 0:
 		tx.Fail(ErrBadExpiry)
 		return
-	case len(value) > tx.c.s.maxValueLen:
+	case len(rec.Value) > tx.c.s.maxValueLen:
 		tx.Fail(ErrValueTooLarge)
 		return
 	}
 	// What the key held does not matter: counts and digests follow from
 	// the index's previous record when the write reaches it.
-	tx.put(slot, key, Record{Value: value, ExpireAt: expireAt, Version: tx.c.hlc.next(tx.now)})
+	tx.put(slot, key, Record{Value: rec.Value, ExpireAt: rec.ExpireAt, Raw: rec.Raw, Version: tx.c.hlc.next(tx.now)})
 }
 
 // Delete removes a live key by writing a tombstone with a new version, and
@@ -206,7 +214,7 @@ func (tx *Tx) Apply(m Mutation) bool {
 	}
 	rec := m.Rec
 	if rec.Tombstone {
-		rec.Value, rec.ExpireAt = nil, 0
+		rec.Value, rec.ExpireAt, rec.Raw = nil, 0, false
 	}
 	tx.put(m.Slot, m.Key, rec)
 	return true
@@ -229,23 +237,21 @@ func (tx *Tx) validKey(slot uint16, key []byte) bool {
 // Badger entry, the overlay and the mutation. The caller has validated the
 // key.
 func (tx *Tx) put(slot uint16, key []byte, rec Record) {
-	s := tx.c.s
 
-	// One allocation holds the Badger key and value: it is the index's
-	// entry, and the mutation, the overlay and the staged write share it
-	// (nobody modifies it after this).
-	buf, kl := newEntry(slot, key, &rec, TypeString)
-	k, v := buf[:kl:kl], buf[kl:]
+	// One allocation holds the Badger key and value; the mutation, the
+	// overlay and the staged write share it (nobody modifies it after
+	// this). The index copies it into its own memory when the batch ends.
+	klen := slotPrefixLen + len(key)
+	buf := make([]byte, klen+headerLen+len(rec.Value))
+	appendDataKey(buf[:0], slot, key)
+	putHeader(buf[klen:], TypeString, &rec)
+	copy(buf[klen+headerLen:], rec.Value)
+	k, v := buf[:klen:klen], buf[klen:]
 	rec.Value = v[headerLen:]
-	w := write{key: k, value: v}
 	if rec.Tombstone {
 		rec.Value = nil
-		w.userMeta = flagTombstone
-		w.expiresAt = uint64((tx.now + s.opts.TombstoneTTL.Milliseconds() + 999) / 1000)
-	} else {
-		w.expiresAt = badgerExpiresAt(rec.ExpireAt, badgerExpiryGraceSecs)
 	}
-	tx.writes = append(tx.writes, w)
+	tx.writes = append(tx.writes, k)
 
 	ok := frozenString(k)
 	pv, pok := tx.c.overlay[ok]
@@ -253,5 +259,5 @@ func (tx *Tx) put(slot uint16, key []byte, rec Record) {
 	tx.c.overlay[ok] = overlayEntry{rec: rec}
 	tx.b.keys = append(tx.b.keys, ok)
 
-	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec, entry: buf})
+	tx.p.muts = append(tx.p.muts, Mutation{Slot: slot, Key: k[slotPrefixLen:], Rec: rec})
 }

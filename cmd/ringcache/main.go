@@ -33,13 +33,20 @@ func main() {
 type memFlag struct{ n *int64 }
 
 func (m memFlag) String() string {
-	if m.n == nil {
+	switch {
+	case m.n == nil:
 		return ""
+	case *m.n < 0:
+		return "auto"
 	}
 	return fmt.Sprint(*m.n)
 }
 
 func (m memFlag) Set(s string) error {
+	if s == "auto" {
+		*m.n = -1
+		return nil
+	}
 	n, err := server.ParseMemory(s)
 	if err != nil {
 		return err
@@ -65,6 +72,15 @@ func run(args []string) error {
 	fs.Var(memFlag{&sto.IndexCacheSize}, "index-cache-size", "Badger index cache size (0: keep indexes in memory)")
 	fs.DurationVar(&sto.PersistInterval, "persist-interval", sto.PersistInterval, "least time between two writes of acknowledged writes to Badger (negative: back to back); longer coalesces more writes to hot keys")
 	fs.Var(memFlag{&sto.MaxUnpersisted}, "max-unpersisted", "acknowledged writes not yet in Badger beyond which writes wait (e.g. 64mb)")
+	sto.Memory.MaxMemory = storage.SystemMemory() / 4 * 3
+	fs.Var(memFlag{&sto.Memory.MaxMemory}, "maxmemory", "memory limit for the keyspace and write buffers (e.g. 2gb; 0: none); default 3/4 of the machine's or cgroup's memory")
+	policy := fs.String("maxmemory-policy", sto.Memory.Policy.String(), "what to evict at maxmemory: noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-lru, volatile-lfu, volatile-random, volatile-ttl (caches: allkeys-lru or allkeys-lfu)")
+	fs.IntVar(&sto.Memory.Samples, "maxmemory-samples", sto.Memory.Samples, "keys each eviction compares (more: closer to exact LRU/LFU, more CPU)")
+	fs.IntVar(&sto.Memory.LFULogFactor, "lfu-log-factor", sto.Memory.LFULogFactor, "LFU counter growth: higher needs more hits to count up")
+	fs.IntVar(&sto.Memory.LFUDecayTime, "lfu-decay-time", sto.Memory.LFUDecayTime, "minutes after which an idle key's LFU counter is decremented (0: never)")
+	goMemLimit := int64(-1)
+	fs.Var(memFlag{&goMemLimit}, "go-memory-limit", "soft limit of the Go heap, which holds everything but the keyspace (auto: 64mb plus Badger's buffers; GOMEMLIMIT overrides)")
+	configFile := fs.String("config", "", "a config file of 'name value' lines (as redis.conf: maxmemory 2gb); flags on the command line win")
 	cc := cluster.DefaultConfig()
 	clusterPort := fs.Int("cluster-port", 0, "gossip port (TCP and UDP); default: port+10000, as Redis's cluster bus")
 	join := fs.String("join", "", "comma-separated gossip addresses (host:port) of nodes to join; retried until one answers")
@@ -96,6 +112,20 @@ func run(args []string) error {
 		}
 		return err
 	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs, *configFile); err != nil {
+			return err
+		}
+	}
+	cfg.ConfigFile = *configFile
+	p, err := storage.ParsePolicy(strings.ToLower(*policy))
+	if err != nil {
+		return fmt.Errorf("--maxmemory-policy: %w", err)
+	}
+	sto.Memory.Policy = p
+	if err := sto.Memory.Validate(); err != nil {
+		return err
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -123,6 +153,12 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("open storage: %w", err)
 	}
+	if goMemLimit < 0 {
+		goMemLimit = defaultGoMemoryLimit(sto)
+	}
+	stopGov := make(chan struct{})
+	defer close(stopGov)
+	governGoMemory(log, goMemLimit, store, stopGov)
 	srv, err := server.New(cfg, store)
 	if err != nil {
 		store.Close()
@@ -175,7 +211,7 @@ func run(args []string) error {
 	defer stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve() }()
-	log.Info("ringcache ready", "addr", srv.Addr().String(), "gossip_port", clu.GossipPort(), "node_id", cc.NodeID, "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len(), "replication_factor", cc.Replicas)
+	log.Info("ringcache ready", "addr", srv.Addr().String(), "maxmemory", sto.Memory.MaxMemory, "maxmemory_policy", sto.Memory.Policy.String(), "gossip_port", clu.GossipPort(), "node_id", cc.NodeID, "dir", cfg.Dir, "in_memory", cfg.InMemory, "keys", store.Len(), "replication_factor", cc.Replicas)
 	go func() {
 		if err := repl.Join(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("join", "err", err)

@@ -1,0 +1,528 @@
+package storage
+
+import (
+	"fmt"
+
+	"github.com/ringcache/ringcache/storage/internal/arena"
+	"math"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+)
+
+// Policy is a maxmemory policy, with Redis's names and meaning: which keys
+// a node evicts when its memory passes Options.MaxMemory.
+type Policy int32
+
+// The eight policies of Redis.
+const (
+	// NoEviction evicts nothing: commands that may grow memory fail with
+	// OOM while the node is over its limit.
+	NoEviction Policy = iota
+	AllKeysLRU
+	VolatileLRU
+	AllKeysLFU
+	VolatileLFU
+	AllKeysRandom
+	VolatileRandom
+	// VolatileTTL evicts the keys with the nearest expiry first.
+	VolatileTTL
+)
+
+var policyNames = [...]string{"noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu", "allkeys-random", "volatile-random", "volatile-ttl"}
+
+func (p Policy) String() string {
+	if p < 0 || int(p) >= len(policyNames) {
+		return fmt.Sprintf("policy(%d)", int32(p))
+	}
+	return policyNames[p]
+}
+
+// ParsePolicy reads a policy name as Redis writes it.
+func ParsePolicy(name string) (Policy, error) {
+	for i, n := range policyNames {
+		if n == name {
+			return Policy(i), nil
+		}
+	}
+	return 0, fmt.Errorf("storage: unknown maxmemory policy %q", name)
+}
+
+// PolicyNames lists the policies' names, in Redis's order of its error text.
+func PolicyNames() []string { return policyNames[:] }
+
+func (p Policy) volatile() bool {
+	return p == VolatileLRU || p == VolatileLFU || p == VolatileRandom || p == VolatileTTL
+}
+func (p Policy) lfu() bool { return p == AllKeysLFU || p == VolatileLFU }
+
+// MemoryConfig is what a node may hold and how it makes room. Every field
+// can change while the store runs (Store.SetMemoryConfig), as Redis's
+// CONFIG SET does.
+type MemoryConfig struct {
+	// MaxMemory is the limit in bytes on the keyspace and the buffers that
+	// grow with writes (Store.UsedMemory); 0 means none.
+	MaxMemory int64
+	Policy    Policy
+	// Samples is how many keys each eviction looks at (Redis's
+	// maxmemory-samples, default 5): more cost more CPU and come closer to
+	// true LRU/LFU.
+	Samples int
+	// LFULogFactor and LFUDecayTime (minutes) shape the LFU counter as
+	// Redis's lfu-log-factor (10) and lfu-decay-time (1) do.
+	LFULogFactor int
+	LFUDecayTime int
+}
+
+// DefaultMemoryConfig is Redis's: no limit, noeviction, 5 samples.
+func DefaultMemoryConfig() MemoryConfig {
+	return MemoryConfig{Policy: NoEviction, Samples: 5, LFULogFactor: 10, LFUDecayTime: 1}
+}
+
+// Validate reports the first out-of-range field.
+func (m MemoryConfig) Validate() error {
+	switch {
+	case m.MaxMemory < 0:
+		return fmt.Errorf("storage: maxmemory %d is negative", m.MaxMemory)
+	case m.Policy < 0 || int(m.Policy) >= len(policyNames):
+		return fmt.Errorf("storage: unknown maxmemory policy %d", m.Policy)
+	case m.Samples < 1:
+		return fmt.Errorf("storage: maxmemory-samples %d must be at least 1", m.Samples)
+	case m.LFULogFactor < 0:
+		return fmt.Errorf("storage: lfu-log-factor %d is negative", m.LFULogFactor)
+	case m.LFUDecayTime < 0:
+		return fmt.Errorf("storage: lfu-decay-time %d is negative", m.LFUDecayTime)
+	}
+	return nil
+}
+
+// memoryState is the store's live memory configuration, read without locks.
+type memoryState struct {
+	cfg atomic.Pointer[MemoryConfig]
+	// over is set while the committer could not bring memory under the
+	// limit (nothing left that the policy may evict, or noeviction).
+	over atomic.Bool
+	// demand is memory that replicas of this node's slots ask it to free
+	// (SetEvictionDemand), on top of its own excess.
+	demand atomic.Int64
+	// evicted counts evicted keys.
+	evicted atomic.Int64
+}
+
+// The access field of a block (block.go): with an LRU policy, or none,
+// the time of the last access in 10 ms units (wrapping after 497 days);
+// with an LFU policy, Redis's logarithmic counter in the low 8 bits and
+// the minute it was last decremented above them.
+const (
+	lruUnit    = 10 * time.Millisecond
+	lfuInitVal = 5
+)
+
+var processStart = time.Now()
+
+// lruClock is now in lruUnits.
+func lruClock() uint32 { return uint32(time.Since(processStart) / lruUnit) }
+
+// lfuMinutes is now in minutes, 24 bits.
+func lfuMinutes() uint32 { return uint32(time.Now().Unix()/60) & (1<<24 - 1) }
+
+// lruIdle is how long ago, in lruUnits, a block with access value a was
+// last used.
+func lruIdle(a uint32) uint32 { return lruClock() - a }
+
+// lfuDecayed is the LFU counter of access value a after the decay that
+// the minutes since it was last decremented call for.
+func lfuDecayed(a uint32, decayTime int) uint32 {
+	counter := a & 0xff
+	if decayTime <= 0 {
+		return counter
+	}
+	elapsed := (lfuMinutes() - a>>8) & (1<<24 - 1)
+	periods := elapsed / uint32(decayTime)
+	if periods >= counter {
+		return 0
+	}
+	return counter - periods
+}
+
+// lfuIncr increments an LFU counter with probability 1/((c-init)*f+1), as
+// Redis's LFULogIncr: counts grow logarithmically with accesses.
+func lfuIncr(counter uint32, logFactor int) uint32 {
+	if counter == 255 {
+		return 255
+	}
+	base := float64(counter) - lfuInitVal
+	if base < 0 {
+		base = 0
+	}
+	if rand.Float64() < 1/(base*float64(logFactor)+1) {
+		counter++
+	}
+	return counter
+}
+
+// newAccess is the access field of a block being written.
+func (s *Store) newAccess(rec *Record) uint32 {
+	if rec.Tombstone {
+		return uint32(time.Now().Unix())
+	}
+	if s.mem.cfg.Load().Policy.lfu() {
+		return lfuMinutes()<<8 | lfuInitVal
+	}
+	return lruClock()
+}
+
+// keepsAccess reports whether an overwrite keeps the old block's access
+// field: with LFU, as Redis keeps a key's counter when SET replaces it.
+func (s *Store) keepsAccess() bool { return s.mem.cfg.Load().Policy.lfu() }
+
+// touch records a read of b, a live block, under its shard's read lock.
+func (s *Store) touch(b block) {
+	w := b.accessWord()
+	cfg := s.mem.cfg.Load()
+	if !cfg.Policy.lfu() {
+		if now := lruClock(); atomic.LoadUint32(w) != now {
+			atomic.StoreUint32(w, now)
+		}
+		return
+	}
+	for {
+		old := atomic.LoadUint32(w)
+		c := lfuIncr(lfuDecayed(old, cfg.LFUDecayTime), cfg.LFULogFactor)
+		nv := lfuMinutes()<<8 | c
+		if nv == old || atomic.CompareAndSwapUint32(w, old, nv) {
+			return
+		}
+	}
+}
+
+// ObjectFreq is a key's LFU counter (OBJECT FREQ), ok false for a key that
+// does not exist. It does not count as an access.
+func (s *Store) ObjectFreq(slot uint16, key []byte) (int, bool) {
+	if !s.gate.enter() {
+		return 0, false
+	}
+	defer s.gate.exit()
+	var n int
+	ok := s.peek(slot, key, func(b block) { n = int(lfuDecayed(b.access(), s.mem.cfg.Load().LFUDecayTime)) })
+	return n, ok
+}
+
+// ObjectIdleTime is how long since a key was last read or written (OBJECT
+// IDLETIME), ok false for a key that does not exist.
+func (s *Store) ObjectIdleTime(slot uint16, key []byte) (time.Duration, bool) {
+	if !s.gate.enter() {
+		return 0, false
+	}
+	defer s.gate.exit()
+	var d time.Duration
+	ok := s.peek(slot, key, func(b block) { d = time.Duration(lruIdle(b.access())) * lruUnit })
+	return d, ok
+}
+
+// MemoryUsage is what a key costs (MEMORY USAGE): its block, its share of
+// its table, and its expiry entry if it has one.
+func (s *Store) MemoryUsage(slot uint16, key []byte) (int64, bool) {
+	if !s.gate.enter() {
+		return 0, false
+	}
+	defer s.gate.exit()
+	var n int64
+	ok := s.peek(slot, key, func(b block) {
+		_, _, l := b.parts()
+		n = int64(blockSizeOf(l)) + tableBytesPerKey
+		if b.expireAt() != 0 {
+			n += expiryItemBytes + int64(len(key))
+		}
+	})
+	return n, ok
+}
+
+// Peek calls fn with the live record of a key, as View does, but without
+// counting an access (OBJECT, MEMORY).
+func (s *Store) Peek(slot uint16, key []byte, fn func(Record)) (bool, error) {
+	if !s.gate.enter() {
+		return false, ErrClosed
+	}
+	defer s.gate.exit()
+	return s.peek(slot, key, func(b block) { fn(b.record()) }), nil
+}
+
+// peek calls fn with a live key's block without counting an access.
+func (s *Store) peek(slot uint16, key []byte, fn func(b block)) bool {
+	if slot >= SlotCount {
+		return false
+	}
+	found := false
+	now := s.Now()
+	s.index.view(slot, key, func(b block) {
+		if b.tombstone() || (b.expireAt() != 0 && b.expireAt() <= now) {
+			return
+		}
+		found = true
+		fn(b)
+	})
+	return found
+}
+
+func blockSizeOf(n int) int { return arena.BlockSize(n) }
+
+// tableBytesPerKey is what a key costs its table on average (10-15 bytes,
+// keytable.go).
+const tableBytesPerKey = 12
+
+// SetMemoryConfig replaces the memory limit and policy. A lower limit is
+// enforced by the next eviction (at the latest within ExpiryInterval).
+func (s *Store) SetMemoryConfig(m MemoryConfig) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	s.mem.cfg.Store(&m)
+	s.mem.over.Store(false)
+	return nil
+}
+
+// MemoryConfig returns the current memory configuration.
+func (s *Store) MemoryConfig() MemoryConfig { return *s.mem.cfg.Load() }
+
+// SetEvictionDemand asks the store to free n more bytes than its own limit
+// calls for, from the slots it may evict (SetEvictable): what an
+// overloaded replica of those slots reports. 0 withdraws the demand.
+func (s *Store) SetEvictionDemand(n int64) { s.mem.demand.Store(max(n, 0)) }
+
+// SetEvictable says whether keys of slot may be evicted here: in a
+// cluster, only the slot's primary evicts, and replicates the evictions as
+// deletions, so that every copy holds the same keys. Every slot is
+// evictable until told otherwise.
+func (s *Store) SetEvictable(slot uint16, ok bool) {
+	if slot < SlotCount {
+		s.notEvictable[slot].Store(!ok)
+	}
+}
+
+// SetEvictionHandler sets the function that receives every batch of
+// evictions (tombstones with new versions, to replicate as deletions). It
+// runs on the committer and must not block or call the store.
+func (s *Store) SetEvictionHandler(fn func(muts []Mutation)) { s.onEvict.Store(&fn) }
+
+// OverMemoryLimit reports whether a command that may grow memory should be
+// refused with OOM: the node is over its limit and cannot evict (the
+// noeviction policy, or nothing left that the policy may evict).
+func (s *Store) OverMemoryLimit() bool {
+	cfg := s.mem.cfg.Load()
+	if cfg.MaxMemory == 0 {
+		return false
+	}
+	if s.mem.over.Load() {
+		return true
+	}
+	return cfg.Policy == NoEviction && s.UsedMemory() > cfg.MaxMemory
+}
+
+// Evicted is the number of keys evicted since the store opened.
+func (s *Store) Evicted() int64 { return s.mem.evicted.Load() }
+
+// excess is how many bytes the committer should free now.
+func (s *Store) excess() int64 {
+	cfg := s.mem.cfg.Load()
+	if cfg.MaxMemory == 0 {
+		return 0
+	}
+	return max(s.UsedMemory()-cfg.MaxMemory, 0) + s.mem.demand.Load()
+}
+
+// maxSamples caps maxmemory-samples: beyond it, sampling costs more than
+// it brings.
+const maxSamples = 64
+
+// poolSize is the size of the eviction pool, as Redis's EVPOOL_SIZE.
+const poolSize = 16
+
+// poolEntry is an eviction candidate: a key and its score (the higher, the
+// sooner it goes).
+type poolEntry struct {
+	score uint64
+	slot  uint16
+	key   []byte
+}
+
+// evictionPool keeps the best candidates seen across evictions, so that
+// each eviction's few samples add to what earlier ones found, as Redis's
+// evictionPoolPopulate does.
+type evictionPool struct {
+	entries []poolEntry // ascending score, at most poolSize
+}
+
+// offer inserts a candidate if it beats the pool's worst.
+func (p *evictionPool) offer(score uint64, slot uint16, key []byte) {
+	for _, e := range p.entries {
+		if e.slot == slot && string(e.key) == string(key) {
+			return
+		}
+	}
+	if len(p.entries) == poolSize && score <= p.entries[0].score {
+		return
+	}
+	i := 0
+	for i < len(p.entries) && p.entries[i].score < score {
+		i++
+	}
+	var buf []byte
+	if len(p.entries) == poolSize {
+		// Drop the worst (index 0) and reuse its key buffer.
+		buf = p.entries[0].key[:0]
+		copy(p.entries, p.entries[1:i])
+		i--
+	} else {
+		p.entries = append(p.entries, poolEntry{})
+		copy(p.entries[i+1:], p.entries[i:])
+	}
+	p.entries[i] = poolEntry{score: score, slot: slot, key: append(buf, key...)}
+}
+
+// pop removes and returns the best candidate.
+func (p *evictionPool) pop() (poolEntry, bool) {
+	n := len(p.entries)
+	if n == 0 {
+		return poolEntry{}, false
+	}
+	e := p.entries[n-1]
+	p.entries = p.entries[:n-1]
+	return e, true
+}
+
+func (p *evictionPool) reset() { p.entries = p.entries[:0] }
+
+// evictStep frees at least need bytes by evicting keys the policy picks,
+// as tombstones written through tx, and reports what it freed (an
+// estimate: the blocks go at the end of the batch) and how many keys.
+func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
+	c := tx.c
+	s := c.s
+	cfg := s.mem.cfg.Load()
+	if cfg.Policy == NoEviction {
+		return 0, 0
+	}
+	misses := 0
+	for freed < need && tx.err == nil {
+		slot, key, ok := c.pickVictim(cfg)
+		if !ok {
+			if misses++; misses > 3 {
+				break
+			}
+			continue
+		}
+		misses = 0
+		b, ok := s.index.getBlock(slot, key)
+		cur, inOverlay := c.overlay[string(tx.dataKey(slot, key))]
+		if inOverlay || !ok || b.tombstone() {
+			// Written in this batch, or gone: not worth evicting now.
+			_ = cur
+			continue
+		}
+		_, _, n := b.parts()
+		k := append([]byte(nil), key...)
+		tomb := Record{Version: c.hlc.next(tx.now), Tombstone: true}
+		tx.put(slot, k, tomb)
+		freed += int64(blockSizeOf(n)) - int64(blockSizeOf(blockLen(len(k), &tomb)))
+		if b.expireAt() != 0 {
+			freed += expiryItemBytes + int64(len(k))
+		}
+		keys++
+	}
+	return freed, keys
+}
+
+// pickVictim chooses the next key to evict under cfg's policy, from the
+// evictable slots, or reports that it found none.
+func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, []byte, bool) {
+	s := c.s
+	if cfg.Policy == AllKeysRandom || cfg.Policy == VolatileRandom {
+		var slot uint16
+		var key []byte
+		found := false
+		c.sample(cfg, 1, func(sl uint16, k []byte, _ block) {
+			slot, key, found = sl, k, true
+		})
+		return slot, key, found
+	}
+	c.sample(cfg, min(cfg.Samples, maxSamples), func(sl uint16, k []byte, b block) {
+		var score uint64
+		switch {
+		case cfg.Policy == VolatileTTL:
+			score = math.MaxUint64 - uint64(b.expireAt())
+		case cfg.Policy.lfu():
+			score = 255 - uint64(lfuDecayed(b.access(), cfg.LFUDecayTime))
+		default:
+			score = uint64(lruIdle(b.access()))
+		}
+		c.pool.offer(score, sl, k)
+	})
+	for {
+		e, ok := c.pool.pop()
+		if !ok {
+			return 0, nil, false
+		}
+		// The candidate may have gone since it was sampled.
+		if b, ok := s.index.getBlock(e.slot, e.key); ok && !b.tombstone() && !s.notEvictable[e.slot].Load() {
+			if !cfg.Policy.volatile() || b.expireAt() != 0 {
+				return e.slot, e.key, true
+			}
+		}
+	}
+}
+
+// sample calls fn with up to n random live keys that cfg's policy may
+// evict: from the expiry queue for the volatile policies (the keys with an
+// expiry), otherwise from random positions of random shards' tables.
+func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, key []byte, b block)) {
+	s := c.s
+	ix := s.index
+	got := 0
+	if cfg.Policy.volatile() {
+		q := c.expiry.items
+		if len(q) == 0 {
+			return
+		}
+		for tries := 0; got < n && tries < 4*n; tries++ {
+			var it expiryItem
+			if cfg.Policy == VolatileTTL && tries < n {
+				// The heap's first levels hold the nearest expiries.
+				it = q[rand.IntN(min(len(q), 2*n))]
+			} else {
+				it = q[rand.IntN(len(q))]
+			}
+			if s.notEvictable[it.slot].Load() {
+				continue
+			}
+			b, ok := ix.getBlock(it.slot, []byte(it.key))
+			if !ok || b.tombstone() || b.expireAt() != it.at {
+				continue
+			}
+			fn(it.slot, b.key(), b)
+			got++
+		}
+		return
+	}
+	for tries := 0; got < n && tries < 16; tries++ {
+		sh := &ix.shards[rand.IntN(indexShards)]
+		t := &sh.t
+		if t.n == 0 {
+			continue
+		}
+		size := len(t.slots)
+		i := rand.IntN(size)
+		for scanned := 0; scanned < size && scanned < 8*n && got < n; scanned++ {
+			if ts := t.slots[i]; ts != 0 && ts&slotTomb == 0 {
+				b := blockAt(ix.a, ts)
+				if sl := b.slot(); !s.notEvictable[sl].Load() {
+					fn(sl, b.key(), b)
+					got++
+				}
+			}
+			if i++; i == size {
+				i = 0
+			}
+		}
+	}
+}
