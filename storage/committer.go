@@ -58,10 +58,8 @@ type committer struct {
 	// internal submission that carries a batch's evictions.
 	pool      evictionPool
 	evictions Pending
-	// sweepShard is where the next tombstone sweep starts, lastSweep when
-	// the last one ran.
-	sweepShard int
-	lastSweep  time.Time
+	// tombs lists the index's tombstones, oldest first.
+	tombs tombstoneQueue
 
 	b batch
 
@@ -269,40 +267,14 @@ func (c *committer) evict(b *batch) {
 // limit they would otherwise crowd out live keys.
 const tombstoneBudget = 16
 
-// trimTombstones drops the oldest tombstones while they take more than
-// their budget, down to half of it.
+// trimTombstones forgets tombstones older than TombstoneTTL, and the
+// oldest beyond the budget.
 func (c *committer) trimTombstones() {
 	s := c.s
-	limit := s.mem.cfg.Load().MaxMemory / tombstoneBudget
-	if limit == 0 || s.index.tombBytes.Load() <= limit {
-		return
-	}
-	now := time.Now().Unix()
-	for age := int64(s.opts.TombstoneTTL / time.Second); s.index.tombBytes.Load() > limit/2; age /= 2 {
-		cutoff := uint32(now - age)
-		for si := range indexShards {
-			s.index.sweepTombstones(si, cutoff)
+	c.tombs.expire(s.index, s.Now()-s.opts.TombstoneTTL.Milliseconds())
+	if limit := s.mem.cfg.Load().MaxMemory / tombstoneBudget; limit > 0 {
+		for s.index.tombBytes.Load()+c.tombs.bytes() > limit && c.tombs.forgetOldest(s.index) {
 		}
-		if age == 0 {
-			break
-		}
-	}
-}
-
-// sweepTombstones forgets tombstones older than TombstoneTTL, a share of
-// the shards at a time: every shard is visited about every 64 sweeps, and
-// sweeps run about every TombstoneTTL/100 (at most every 100 ms).
-func (c *committer) sweepTombstones(now time.Time) {
-	s := c.s
-	every := min(max(s.opts.TombstoneTTL/100, time.Millisecond), 100*time.Millisecond)
-	if now.Sub(c.lastSweep) < every {
-		return
-	}
-	c.lastSweep = now
-	cutoff := uint32(now.Add(-s.opts.TombstoneTTL).Unix())
-	for range indexShards / 64 {
-		s.index.sweepTombstones(c.sweepShard, cutoff)
-		c.sweepShard = (c.sweepShard + 1) % indexShards
 	}
 }
 
@@ -328,6 +300,8 @@ func (c *committer) finish(b *batch) {
 }
 
 // index applies a batch to the in-memory index and the counts, before its
+
+// index applies a batch to the in-memory index and the counts, before its
 // submissions are acknowledged, forgets old tombstones, and hands the
 // batch's evictions to the eviction handler.
 func (c *committer) index(b *batch) {
@@ -336,9 +310,7 @@ func (c *committer) index(b *batch) {
 	apply := func(muts []Mutation) {
 		for i := range muts {
 			m := &muts[i]
-			res := s.index.set(m.Slot, m.Key, &m.Rec, s.newAccess(&m.Rec), keep)
-			s.addCount(m.Slot, countChange(res.old, res.had, m.Rec))
-			c.expiry.schedule(m.Slot, m.Key, res.old, res.had, m.Rec)
+			c.set(m.Slot, m.Key, &m.Rec, keep)
 		}
 	}
 	if b.evicted {
@@ -347,7 +319,7 @@ func (c *committer) index(b *batch) {
 	for _, p := range b.pendings {
 		apply(p.muts)
 	}
-	c.sweepTombstones(time.Now())
+	c.trimTombstones()
 	if c.expiry.len() > 2*int(s.volatileTotal.Load())+expiryQueueSlack {
 		c.expiry.compact(s.index)
 	}
@@ -360,10 +332,22 @@ func (c *committer) index(b *batch) {
 	}
 }
 
+// set puts a record in the index and keeps the counts, the expiry queue
+// and the tombstone queue in step.
+func (c *committer) set(slot uint16, key []byte, rec *Record, keepAccess bool) {
+	s := c.s
+	res := s.index.set(slot, key, rec, s.newAccess(rec), keepAccess)
+	s.addCount(slot, countChange(res.old, res.had, *rec))
+	c.expiry.schedule(slot, key, res.old, res.had, *rec)
+	if rec.Tombstone {
+		c.tombs.push(tombstoneRef{at: s.Now(), tag: res.tag, slot: slot, version: rec.Version})
+	}
+}
+
 // publishMemory updates the memory figures that readers of UsedMemory see
 // for what only the committer knows.
 func (c *committer) publishMemory() {
-	c.s.expiryBytes.Store(c.expiry.bytes())
+	c.s.expiryBytes.Store(c.expiry.bytes() + c.tombs.bytes())
 	c.s.persistBytes.Store(c.p.bytes())
 }
 
@@ -429,6 +413,7 @@ func (c *committer) runDrop(p *Pending) {
 		}
 		s.index.reset()
 		c.expiry.reset()
+		c.tombs.reset()
 		s.total.Store(0)
 		s.volatileTotal.Store(0)
 	default:

@@ -2,12 +2,13 @@ package storage
 
 import (
 	"fmt"
-
-	"github.com/ringcache/ringcache/storage/internal/arena"
 	"math"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
+	"unsafe"
+
+	"github.com/ringcache/ringcache/storage/internal/arena"
 )
 
 // Policy is a maxmemory policy, with Redis's names and meaning: which keys
@@ -403,28 +404,26 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 	if cfg.Policy == NoEviction {
 		return 0, 0
 	}
-	misses := 0
-	for freed < need && tx.err == nil {
+	// Give up after a run of picks that free nothing: what is left to
+	// evict was written in this batch or is not evictable here.
+	for idle := 0; freed < need && tx.err == nil && idle < 64; {
 		slot, key, ok := c.pickVictim(cfg)
 		if !ok {
-			if misses++; misses > 3 {
-				break
-			}
+			idle += 16
 			continue
 		}
-		misses = 0
 		b, ok := s.index.getBlock(slot, key)
-		cur, inOverlay := c.overlay[string(tx.dataKey(slot, key))]
-		if inOverlay || !ok || b.tombstone() {
-			// Written in this batch, or gone: not worth evicting now.
-			_ = cur
+		if !ok || b.tombstone() || c.inOverlay(slot, key) {
+			idle++
 			continue
 		}
+		idle = 0
 		_, _, n := b.parts()
 		k := append([]byte(nil), key...)
 		tomb := Record{Version: c.hlc.next(tx.now), Tombstone: true}
 		tx.put(slot, k, tomb)
-		freed += int64(blockSizeOf(n)) - int64(blockSizeOf(blockLen(len(k), &tomb)))
+		// Less the tombstone and its place in the tombstone queue.
+		freed += int64(blockSizeOf(n)) - int64(blockSizeOf(blockLen(len(k), &tomb))) - int64(unsafe.Sizeof(tombstoneRef{}))
 		if b.expireAt() != 0 {
 			freed += expiryItemBytes + int64(len(k))
 		}
@@ -433,10 +432,35 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 	return freed, keys
 }
 
+// deletedInBatch reports whether the batch being built deleted (slot, key).
+func (c *committer) deletedInBatch(slot uint16, key []byte) bool {
+	if len(c.overlay) == 0 {
+		return false
+	}
+	var buf [128]byte
+	e, ok := c.overlay[string(appendDataKey(buf[:0], slot, key))]
+	return ok && e.rec.Tombstone
+}
+
+// inOverlay reports whether the batch being built wrote (slot, key).
+func (c *committer) inOverlay(slot uint16, key []byte) bool {
+	if len(c.overlay) == 0 {
+		return false
+	}
+	var buf [128]byte
+	_, ok := c.overlay[string(appendDataKey(buf[:0], slot, key))]
+	return ok
+}
+
 // pickVictim chooses the next key to evict under cfg's policy, from the
 // evictable slots, or reports that it found none.
 func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, []byte, bool) {
 	s := c.s
+	if cfg.Policy == VolatileTTL {
+		if slot, key, ok := c.nearestExpiry(); ok {
+			return slot, key, true
+		}
+	}
 	if cfg.Policy == AllKeysRandom || cfg.Policy == VolatileRandom {
 		var slot uint16
 		var key []byte
@@ -472,6 +496,28 @@ func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, []byte, bool) {
 	}
 }
 
+// nearestExpiry is volatile-ttl's exact choice: the key the expiry queue
+// says expires first, when it may be evicted here. Stale entries at the
+// head (keys overwritten, deleted or evicted since) are dropped on the
+// way, which the queue allows.
+func (c *committer) nearestExpiry() (uint16, []byte, bool) {
+	s := c.s
+	q := &c.expiry
+	for len(q.items) > 0 {
+		it := q.items[0]
+		b, ok := s.index.getBlock(it.slot, []byte(it.key))
+		if !ok || b.tombstone() || b.expireAt() != it.at || c.deletedInBatch(it.slot, b.key()) {
+			q.popMin()
+			continue
+		}
+		if s.notEvictable[it.slot].Load() || c.inOverlay(it.slot, b.key()) {
+			return 0, nil, false
+		}
+		return it.slot, b.key(), true
+	}
+	return 0, nil, false
+}
+
 // sample calls fn with up to n random live keys that cfg's policy may
 // evict: from the expiry queue for the volatile policies (the keys with an
 // expiry), otherwise from random positions of random shards' tables.
@@ -496,7 +542,7 @@ func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, key []
 				continue
 			}
 			b, ok := ix.getBlock(it.slot, []byte(it.key))
-			if !ok || b.tombstone() || b.expireAt() != it.at {
+			if !ok || b.tombstone() || b.expireAt() != it.at || c.inOverlay(it.slot, b.key()) {
 				continue
 			}
 			fn(it.slot, b.key(), b)
@@ -515,7 +561,7 @@ func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, key []
 		for scanned := 0; scanned < size && scanned < 8*n && got < n; scanned++ {
 			if ts := t.slots[i]; ts != 0 && ts&slotTomb == 0 {
 				b := blockAt(ix.a, ts)
-				if sl := b.slot(); !s.notEvictable[sl].Load() {
+				if sl := b.slot(); !s.notEvictable[sl].Load() && !c.inOverlay(sl, b.key()) {
 					fn(sl, b.key(), b)
 					got++
 				}

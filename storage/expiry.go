@@ -34,7 +34,8 @@ const (
 
 // expiryLoop is the active expiry: every ExpiryInterval it removes keys
 // whose time has come, without waiting for a client to touch them, so that
-// counts and disk follow the live keys.
+// counts and disk follow the live keys. It also evicts when the store is
+// over its memory limit and no write came to do it.
 func (s *Store) expiryLoop() {
 	defer s.bgWG.Done()
 	t := time.NewTicker(s.opts.ExpiryInterval)
@@ -44,6 +45,13 @@ func (s *Store) expiryLoop() {
 		case <-s.stopBg:
 			return
 		case <-t.C:
+		}
+		if s.excess() > 0 {
+			// Over the limit with no writes to make room before: a lower
+			// maxmemory, or replicas asking. Any batch evicts first.
+			if err := s.Do(func(*Tx) {}); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("eviction failed", "err", err)
+			}
 		}
 		for {
 			n, err := s.expireDue(expiryBatchLimit)

@@ -69,6 +69,11 @@ func (q *expiryQueue) popDue(now int64) (expiryItem, bool) {
 	if len(q.items) == 0 || q.items[0].at > now {
 		return expiryItem{}, false
 	}
+	return q.popMin(), true
+}
+
+// popMin removes and returns the earliest entry; the queue is not empty.
+func (q *expiryQueue) popMin() expiryItem {
 	top := q.items[0]
 	q.keyBytes -= int64(len(top.key))
 	last := len(q.items) - 1
@@ -76,7 +81,7 @@ func (q *expiryQueue) popDue(now int64) (expiryItem, bool) {
 	q.items[last] = expiryItem{}
 	q.items = q.items[:last]
 	q.down(0)
-	return top, true
+	return top
 }
 
 // down moves the entry at i down to its place.

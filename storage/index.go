@@ -97,6 +97,7 @@ func (ix *memIndex) view(slot uint16, key []byte, fn func(b block)) bool {
 type setResult struct {
 	old Record // without its value
 	had bool
+	tag uint32 // the key's tag, to find it again without the key
 	// delta is the change in the keyspace's memory.
 	delta int64
 }
@@ -120,13 +121,13 @@ func (ix *memIndex) set(slot uint16, key []byte, rec *Record, access uint32, kee
 	var ob block
 	if oldSlot != 0 {
 		ob = blockAt(ix.a, oldSlot)
-		if keepAccess && !ob.tombstone() {
+		if keepAccess && !ob.tombstone() && !rec.Tombstone {
 			atomic.StoreUint32(nb.accessWord(), ob.access())
 		}
 	}
 	s.mu.Unlock()
 
-	res := setResult{delta: int64(arena.BlockSize(n))}
+	res := setResult{delta: int64(arena.BlockSize(n)), tag: uint32(tag)}
 	if rec.Tombstone {
 		ix.tombstones.Add(1)
 		ix.tombBytes.Add(int64(arena.BlockSize(n)))
@@ -174,35 +175,33 @@ func (ix *memIndex) removeAt(s *memShard, i int) {
 	ix.a.Free(slotRef(ts), n)
 }
 
-// sweepTombstones removes the tombstones of shard si written at or before
-// cutoff (unix seconds), and reports how many it removed.
-func (ix *memIndex) sweepTombstones(si int, cutoff uint32) int {
-	s := &ix.shards[si]
-	if s.t.tombs == 0 {
-		return 0
+// forgetTombstone removes the tombstone of version v of a key of slot
+// whose tag is tag, if the index still holds it (the key may have been
+// written again since, or its slot dropped).
+func (ix *memIndex) forgetTombstone(slot uint16, tag uint32, v uint64) {
+	s := ix.shard(slot)
+	t := &s.t
+	if t.tombs == 0 {
+		return
 	}
-	removed := 0
-	s.mu.Lock()
-	for i := 0; i < len(s.t.slots); {
-		ts := s.t.slots[i]
-		if ts&slotTomb != 0 && blockAt(ix.a, ts).access() <= cutoff {
-			size := len(s.t.slots)
-			ix.removeAt(s, i)
-			removed++
-			if s.t.tombs == 0 {
-				break
-			}
-			// A backward shift may have moved another slot into i (look
-			// at it again); a shrink moved everything (start over).
-			if len(s.t.slots) != size {
-				i = 0
-			}
-			continue
+	size := len(t.slots)
+	for i := t.home(uint64(tag)); ; {
+		ts := t.slots[i]
+		if ts == 0 {
+			return
 		}
-		i++
+		if ts&slotTomb != 0 && slotTag(ts) == uint64(tag) {
+			if b := blockAt(ix.a, ts); b.slot() == slot && b.version() == v {
+				s.mu.Lock()
+				ix.removeAt(s, i)
+				s.mu.Unlock()
+				return
+			}
+		}
+		if i++; i == size {
+			i = 0
+		}
 	}
-	s.mu.Unlock()
-	return removed
 }
 
 // slotRecord is a record of the index with its key, copied out of it.
@@ -293,3 +292,61 @@ func (ix *memIndex) bytes() int64 { return ix.a.Allocated() }
 
 // close gives the memory back; nobody may use the index after.
 func (ix *memIndex) close() { ix.reset() }
+
+// tombstoneRef names a tombstone in the index without holding its memory:
+// the key's slot and tag and the tombstone's version find it again (or
+// find that it has gone).
+type tombstoneRef struct {
+	at      int64 // unix ms when it was indexed
+	version uint64
+	tag     uint32
+	slot    uint16
+}
+
+// tombstoneQueue lists the index's tombstones in the order they were
+// written, so the oldest are forgotten first. Only the committer uses it.
+type tombstoneQueue struct {
+	refs []tombstoneRef
+	head int
+}
+
+func (q *tombstoneQueue) push(r tombstoneRef) { q.refs = append(q.refs, r) }
+
+// bytes is the queue's memory.
+func (q *tombstoneQueue) bytes() int64 {
+	return int64(cap(q.refs)) * int64(unsafe.Sizeof(tombstoneRef{}))
+}
+
+// expire forgets the tombstones written at or before cutoff.
+func (q *tombstoneQueue) expire(ix *memIndex, cutoff int64) {
+	for q.head < len(q.refs) && q.refs[q.head].at <= cutoff {
+		q.forgetOldest(ix)
+	}
+}
+
+// forgetOldest forgets the oldest tombstone, and reports whether there
+// was one.
+func (q *tombstoneQueue) forgetOldest(ix *memIndex) bool {
+	if q.head == len(q.refs) {
+		return false
+	}
+	r := q.refs[q.head]
+	ix.forgetTombstone(r.slot, r.tag, r.version)
+	q.head++
+	// Compact once the consumed prefix dominates, keeping pushes
+	// amortised O(1), and give back a mostly empty array.
+	if q.head > 1024 && q.head*2 > len(q.refs) {
+		n := copy(q.refs, q.refs[q.head:])
+		q.refs = q.refs[:n]
+		q.head = 0
+		if cap(q.refs) > 4*n+1024 {
+			q.refs = append(make([]tombstoneRef, 0, 2*n), q.refs...)
+		}
+	}
+	return true
+}
+
+func (q *tombstoneQueue) reset() {
+	q.refs = nil
+	q.head = 0
+}

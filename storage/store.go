@@ -183,6 +183,7 @@ func Open(opts Options) (*Store, error) {
 		index:      newMemIndex(),
 	}
 	s.gate.init()
+	s.c.s = s // Loading puts records through the committer's bookkeeping.
 	mc := opts.Memory
 	s.mem.cfg.Store(&mc)
 	var ts uint64
@@ -470,6 +471,7 @@ func (s *Store) rebuildCounts() (uint64, error) {
 	defer it.Close()
 	s.index.reset()
 	s.c.expiry.reset()
+	s.c.tombs.reset()
 	var slot uint16
 	var key []byte
 	load := func(v []byte) error {
@@ -512,8 +514,7 @@ func (s *Store) rebuildCounts() (uint64, error) {
 // setLoaded puts a record read from Badger in the index and schedules its
 // expiry.
 func (s *Store) setLoaded(slot uint16, key []byte, rec *Record) {
-	s.index.set(slot, key, rec, s.newAccess(rec), false)
-	s.c.expiry.schedule(slot, key, Record{}, false, *rec)
+	s.c.set(slot, key, rec, false)
 }
 
 // reloadSlot replaces one slot's records in the index, and its counts, with
@@ -551,7 +552,6 @@ func (s *Store) reloadSlot(slot uint16) error {
 	s.index.dropSlot(slot)
 	for _, l := range recs {
 		s.setLoaded(slot, l.key, &l.rec)
-		s.addCount(slot, countChange(Record{}, false, l.rec))
 	}
 	return nil
 }
