@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringcache/ringcache/resp"
@@ -18,7 +19,7 @@ import (
 // of the cluster key.
 const (
 	PeerCommand   = "ringcache.peer"   // handshake: no argument gives a nonce; <id> <proof> answers it
-	ApplyCommand  = "ringcache.apply"  // <batch>: apply states newer than the stored ones; replies the number applied
+	ApplyCommand  = "ringcache.apply"  // <batch>: apply states newer than the stored ones; replies [applied, memory excess]
 	DigestCommand = "ringcache.digest" // <slots>: replies the slots' digests
 	StreamCommand = "ringcache.stream" // <slot>: replies every stored state of the slot as a batch
 	InSyncCommand = "ringcache.insync" // <id>: 1 if this node, as primary, has node id in sync for all its slots
@@ -124,6 +125,8 @@ type link struct {
 	drops   uint64
 	lastErr string
 	lastAck time.Time
+	// excess is the peer's memory excess as its last apply reply said.
+	excess atomic.Int64
 
 	wake chan struct{}
 	stop chan struct{}
@@ -377,6 +380,10 @@ func (l *link) read(conn *resp.Conn, inflight chan []*call, broken chan struct{}
 				l.mu.Lock()
 				l.lastAck = time.Now()
 				l.mu.Unlock()
+				if group[0].args == nil && v.Kind != resp.KindError {
+					_, excess := ParseApplyReply(v)
+					l.setExcess(excess)
+				}
 				for _, c := range group {
 					c.finish(v, nil)
 				}
@@ -388,6 +395,30 @@ func (l *link) read(conn *resp.Conn, inflight chan []*call, broken chan struct{}
 		for _, c := range group {
 			c.finish(resp.Value{}, fmt.Errorf("%w: %v", errLinkDown, err))
 		}
+	}
+}
+
+// ApplyReply is a replica's answer to ApplyCommand: how many states it
+// applied, and by how many bytes it is over its maxmemory (0 if not), so
+// that the primary evicts for it: a replica never evicts keys of slots it
+// does not own.
+func ApplyReply(applied, excess int64) resp.Value {
+	return resp.Array(resp.Int(applied), resp.Int(excess))
+}
+
+// ParseApplyReply reads ApplyReply's answer.
+func ParseApplyReply(v resp.Value) (applied, excess int64) {
+	if v.Kind == resp.KindArray && len(v.Elems) == 2 {
+		return v.Elems[0].Int, max(v.Elems[1].Int, 0)
+	}
+	return v.Int, 0
+}
+
+// setExcess records the peer's memory excess, and tells the replicator
+// when it changed.
+func (l *link) setExcess(n int64) {
+	if l.excess.Swap(n) != n {
+		l.r.updateEvictionDemand()
 	}
 }
 

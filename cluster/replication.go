@@ -95,6 +95,11 @@ type Replicator struct {
 	closeOnce sync.Once
 	wg        sync.WaitGroup
 
+	// feeders counts, for each node, the primaries whose slots it holds a
+	// copy of: when it is over its memory limit, each of them evicts its
+	// share.
+	feeders atomic.Pointer[map[string]int]
+
 	stats struct {
 		repairedKeys, pushedSlots, pulledSlots, takeovers atomic.Int64
 		timeouts                                          atomic.Int64
@@ -124,6 +129,7 @@ func NewReplicator(c *Cluster, store *storage.Store, cfg ReplConfig) *Replicator
 		kickCh: make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 	}
+	store.SetEvictionHandler(r.shipEvictions)
 	r.watch(c.Placement()) // Slots owned from the start need no takeover.
 	sub := c.Subscribe()
 	r.wg.Add(2)
@@ -356,6 +362,74 @@ func (sh *Shipment) Wait() (int, error) {
 	return least, nil
 }
 
+// shipEvictions replicates the store's evictions as deletions, so that
+// every copy of a slot holds the same keys. It runs on the committer, so
+// it only queues them; a replica that fails them leaves the in-sync set.
+func (r *Replicator) shipEvictions(muts []storage.Mutation) {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	sh := r.Send(muts)
+	go sh.Wait()
+}
+
+// countFeeders recounts feeders for a placement.
+func (r *Replicator) countFeeders(p *Placement) {
+	sets := map[string]map[string]bool{}
+	for s := range SlotCount {
+		pm, ok := p.Primary(uint16(s))
+		if !ok {
+			continue
+		}
+		for _, m := range p.Replicas(uint16(s)) {
+			if sets[m.ID] == nil {
+				sets[m.ID] = map[string]bool{}
+			}
+			sets[m.ID][pm.ID] = true
+		}
+	}
+	counts := make(map[string]int, len(sets))
+	for id, set := range sets {
+		counts[id] = len(set)
+	}
+	r.feeders.Store(&counts)
+	r.updateEvictionDemand()
+}
+
+// updateEvictionDemand asks the store to free, beyond its own limit, the
+// largest share any replica of this node's slots needs freed: the
+// replica's excess divided among the primaries it holds copies for.
+func (r *Replicator) updateEvictionDemand() {
+	feeders := r.feeders.Load()
+	var demand int64
+	r.mu.Lock()
+	for id, l := range r.links {
+		if ex := l.excess.Load(); ex > 0 {
+			n := 1
+			if feeders != nil {
+				n = max((*feeders)[id], 1)
+			}
+			demand = max(demand, ex/int64(n))
+		}
+	}
+	r.mu.Unlock()
+	r.store.SetEvictionDemand(demand)
+}
+
+// ReplicaOverLimit reports whether a replica of slot said it is over its
+// memory limit: with noeviction a primary then refuses writes that may
+// grow memory, as it would if it were over itself.
+func (r *Replicator) ReplicaOverLimit(slot uint16) bool {
+	for _, m := range r.c.Placement().Replicas(slot) {
+		if l := r.existingLink(m.ID); l != nil && l.excess.Load() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // watcher reacts to placement changes: it forgets sync marks of peers
 // that stopped replicating a slot, and takes over the slots this node has
 // become primary of.
@@ -388,7 +462,10 @@ func (r *Replicator) watch(p *Placement) {
 			r.takingOver[s].Store(takeOver)
 		}
 		r.primaryOf[s].Store(isPrimary)
+		// Only a slot's primary evicts, so that its copies hold the same keys.
+		r.store.SetEvictable(slot, isPrimary)
 	}
+	r.countFeeders(p)
 	r.mu.Lock()
 	links := make([]*link, 0, len(r.links))
 	for id, l := range r.links {
@@ -577,7 +654,8 @@ func (r *Replicator) push(l *link, slot uint16) (int, error) {
 			err = errors.Join(err, werr)
 			continue
 		}
-		applied += int(v.Int)
+		n, _ := ParseApplyReply(v)
+		applied += int(n)
 	}
 	return applied, err
 }

@@ -60,7 +60,7 @@ func applyCmd(ctx *Ctx) (func(tx *storage.Tx) (resp.Value, error), error) {
 			tx.Fail(err)
 			return resp.Value{}, resp.Error("ERR " + err.Error())
 		}
-		return resp.Int(int64(n)), nil
+		return cluster.ApplyReply(int64(n), tx.MemoryExcess()), nil
 	}, nil
 }
 

@@ -326,7 +326,7 @@ func (c *client) exec(args [][]byte) {
 	}
 	ctx := &c.ctx
 	*ctx = Ctx{srv: s, c: c, cmd: cmd, Args: args, Slot: slot}
-	if cmd.Flags&FlagDenyOOM != 0 && s.store.OverMemoryLimit() {
+	if cmd.Flags&FlagDenyOOM != 0 && s.overMemoryLimit(slot) {
 		c.reply(resp.Value{}, resp.ErrOOM)
 		return
 	}
@@ -349,6 +349,16 @@ func (c *client) exec(args [][]byte) {
 	c.flushWrites()
 	v, err := cmd.Read(ctx)
 	c.reply(v, err)
+}
+
+// overMemoryLimit reports whether a command that may grow memory in slot
+// must be refused: this node is over its limit and cannot evict, or (with
+// noeviction) a replica of the slot is over its own.
+func (s *Server) overMemoryLimit(slot uint16) bool {
+	if s.store.OverMemoryLimit() {
+		return true
+	}
+	return s.repl != nil && s.store.MemoryConfig().Policy == storage.NoEviction && s.repl.ReplicaOverLimit(slot)
 }
 
 // route finds the single slot of a command's keys (CROSSSLOT if they span

@@ -157,6 +157,13 @@ gather:
 	}
 	c.runBatch(b)
 	c.release(b)
+	if c.s.excess() > 0 {
+		// Evict right away rather than before the next batch, so that
+		// memory is within the limit between batches.
+		b := c.newBatch()
+		c.runBatch(b)
+		c.release(b)
+	}
 	if drop != nil {
 		c.runDrop(drop)
 	}
@@ -255,10 +262,7 @@ func (c *committer) evict(b *batch) {
 	s.mem.demand.Store(max(demand-freed, 0))
 	// Over for good when even the node's own excess could not be freed.
 	s.mem.over.Store(freed < need-demand)
-	if keys > 0 {
-		b.evicted = true
-		s.mem.evicted.Add(int64(keys))
-	}
+	b.evicted = keys > 0
 }
 
 // tombstoneBudget is the share of maxmemory that tombstones may take
@@ -326,6 +330,7 @@ func (c *committer) index(b *batch) {
 	s.nextExpiry.Store(c.expiry.next())
 	c.publishMemory()
 	if b.evicted {
+		s.mem.evicted.Add(int64(len(c.evictions.muts)))
 		if h := s.onEvict.Load(); h != nil && *h != nil {
 			(*h)(slices.Clone(c.evictions.muts))
 		}

@@ -61,8 +61,9 @@ func (p Policy) lfu() bool { return p == AllKeysLFU || p == VolatileLFU }
 // can change while the store runs (Store.SetMemoryConfig), as Redis's
 // CONFIG SET does.
 type MemoryConfig struct {
-	// MaxMemory is the limit in bytes on the keyspace and the buffers that
-	// grow with writes (Store.UsedMemory); 0 means none.
+	// MaxMemory is the limit in bytes on the keyspace (Store.UsedMemory
+	// but the keys staged for Badger, which have their own bound); 0
+	// means none.
 	MaxMemory int64
 	Policy    Policy
 	// Samples is how many keys each eviction looks at (Redis's
@@ -317,11 +318,24 @@ func (s *Store) OverMemoryLimit() bool {
 	if s.mem.over.Load() {
 		return true
 	}
-	return cfg.Policy == NoEviction && s.UsedMemory() > cfg.MaxMemory
+	return cfg.Policy == NoEviction && s.countedMemory() > cfg.MaxMemory
 }
 
 // Evicted is the number of keys evicted since the store opened.
 func (s *Store) Evicted() int64 { return s.mem.evicted.Load() }
+
+// MemoryExcess is how far the store is over its memory limit, in bytes (0
+// when under, or with no limit): what a replica reports to its primaries.
+func (s *Store) MemoryExcess() int64 {
+	cfg := s.mem.cfg.Load()
+	if cfg.MaxMemory == 0 {
+		return 0
+	}
+	return max(s.countedMemory()-cfg.MaxMemory, 0)
+}
+
+// MemoryExcess is Store.MemoryExcess, for write functions.
+func (tx *Tx) MemoryExcess() int64 { return tx.c.s.MemoryExcess() }
 
 // excess is how many bytes the committer should free now.
 func (s *Store) excess() int64 {
@@ -329,7 +343,7 @@ func (s *Store) excess() int64 {
 	if cfg.MaxMemory == 0 {
 		return 0
 	}
-	return max(s.UsedMemory()-cfg.MaxMemory, 0) + s.mem.demand.Load()
+	return max(s.countedMemory()-cfg.MaxMemory, 0) + s.mem.demand.Load()
 }
 
 // maxSamples caps maxmemory-samples: beyond it, sampling costs more than
@@ -404,6 +418,9 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 	if cfg.Policy == NoEviction {
 		return 0, 0
 	}
+	// A tombstone costs room only while tombstones are under their
+	// budget; beyond it, each new one displaces an old one.
+	tombRoom := cfg.MaxMemory/tombstoneBudget - s.index.tombBytes.Load() - c.tombs.bytes()
 	// Give up after a run of picks that free nothing: what is left to
 	// evict was written in this batch or is not evictable here.
 	for idle := 0; freed < need && tx.err == nil && idle < 64; {
@@ -422,8 +439,11 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 		k := append([]byte(nil), key...)
 		tomb := Record{Version: c.hlc.next(tx.now), Tombstone: true}
 		tx.put(slot, k, tomb)
-		// Less the tombstone and its place in the tombstone queue.
-		freed += int64(blockSizeOf(n)) - int64(blockSizeOf(blockLen(len(k), &tomb))) - int64(unsafe.Sizeof(tombstoneRef{}))
+		freed += int64(blockSizeOf(n))
+		if tc := int64(blockSizeOf(blockLen(len(k), &tomb))) + int64(unsafe.Sizeof(tombstoneRef{})); tombRoom >= tc {
+			freed -= tc
+			tombRoom -= tc
+		}
 		if b.expireAt() != 0 {
 			freed += expiryItemBytes + int64(len(k))
 		}

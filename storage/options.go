@@ -40,6 +40,10 @@ type Options struct {
 	// Store.MaxValueLen (about 1 MiB), a Badger restriction.
 	InMemory bool
 
+	// MaxValueLen caps the value length a write may carry below what the
+	// store can hold (Store.MaxValueLen); 0: no cap.
+	MaxValueLen int
+
 	// Fsync is the fsync policy; default FsyncNo.
 	Fsync FsyncPolicy
 

@@ -156,11 +156,12 @@ func (ps *persistState) full() bool {
 }
 
 // maxUnpersisted is Options.MaxUnpersisted, lowered to 1/16 of maxmemory
-// (at least 1 MiB): the staged keys count against the memory limit.
+// (at least 64 KiB), so that the staged keys stay within the margin of
+// memory a node may take beyond its limit.
 func (s *Store) maxUnpersisted() int64 {
 	m := s.opts.MaxUnpersisted
 	if mm := s.mem.cfg.Load().MaxMemory; mm > 0 {
-		m = min(m, max(mm/16, 1<<20))
+		m = min(m, max(mm/16, 64<<10))
 	}
 	return m
 }

@@ -133,11 +133,16 @@ type Store struct {
 
 // UsedMemory is what the keyspace and the buffers that grow with writes
 // take, in bytes: every record's block and the tables that find them (at
-// their allocation size), the expiry schedule, and the acknowledged writes
-// not yet in Badger. It is what MaxMemory limits (INFO's used_memory).
-func (s *Store) UsedMemory() int64 {
-	return s.index.bytes() + s.expiryBytes.Load() + s.persistBytes.Load()
-}
+// their allocation size), the expiry and tombstone queues, and the keys
+// staged for Badger (INFO's used_memory).
+func (s *Store) UsedMemory() int64 { return s.countedMemory() + s.persistBytes.Load() }
+
+// countedMemory is UsedMemory without the keys staged for Badger: what
+// MaxMemory limits. As Redis leaves its AOF buffer out of the comparison
+// (mem_not_counted_for_evict), so does the store: every eviction stages a
+// key, and counting them would make evicting take more room. The staging
+// has its own bound, MaxUnpersisted, at most 1/16 of MaxMemory.
+func (s *Store) countedMemory() int64 { return s.index.bytes() + s.expiryBytes.Load() }
 
 // MemoryStats breaks UsedMemory down.
 type MemoryStats struct {
@@ -249,11 +254,14 @@ func (s *Store) dropLegacyExpiryIndex() error {
 // record header. In memory there is no Badger, and no limit but the int32
 // lengths of the replication and value formats.
 func (s *Store) computeMaxValueLen() int {
-	if s.db == nil {
-		return math.MaxInt32
+	limit := int64(math.MaxInt32)
+	if s.db != nil {
+		limit = min(limit, s.db.Opts().ValueLogFileSize-headerLen-maxBadgerKeyLen-64)
 	}
-	limit := s.db.Opts().ValueLogFileSize - headerLen - maxBadgerKeyLen - 64
-	return int(min(limit, math.MaxInt32))
+	if s.opts.MaxValueLen > 0 {
+		limit = min(limit, int64(s.opts.MaxValueLen))
+	}
+	return int(limit)
 }
 
 // MaxValueLen is the longest value a write may carry; longer ones fail with

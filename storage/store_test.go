@@ -234,8 +234,8 @@ func TestFailRollsBackOneFunction(t *testing.T) {
 }
 
 func TestWriteValidation(t *testing.T) {
-	// In memory, so that "too large" is about 1 MiB rather than 1 GiB.
-	s := newStore(t, func(o *Options) { o.InMemory = true })
+	// A cap, so that "too large" is 1 MiB rather than 2 GiB.
+	s := newStore(t, func(o *Options) { o.InMemory, o.MaxValueLen = true, 1<<20 })
 	errAny := errors.New("any error")
 	tests := []struct {
 		name string
