@@ -47,11 +47,13 @@ type Options struct {
 	// Fsync is the fsync policy; default FsyncNo.
 	Fsync FsyncPolicy
 
-	// MemTableSize is the size of each Badger memtable; default 64 MiB.
+	// MemTableSize is the size of each Badger memtable; default 4 MiB (the
+	// keyspace serves reads; persist cycles are written in bulk).
 	// It also bounds one Badger transaction (15% of it), which is where a
 	// large batch is split.
 	MemTableSize int64
-	// BlockCacheSize is the size of Badger's block cache; default 64 MiB.
+	// BlockCacheSize is the size of Badger's block cache; default 4 MiB
+	// (Badger is read only to load the keyspace).
 	BlockCacheSize int64
 	// IndexCacheSize is the size of Badger's index cache (DefaultOptions:
 	// 32 MiB). Zero means Badger's default: every table index is kept in
@@ -73,8 +75,9 @@ type Options struct {
 	// a killed node then has more to get back from its replicas.
 	// Negative means back to back.
 	PersistInterval time.Duration
-	// MaxUnpersisted bounds the bytes of acknowledged writes not yet in
-	// Badger: beyond it, writes wait (Submit blocks); default 64 MiB.
+	// MaxUnpersisted bounds the keys of acknowledged writes not yet in
+	// Badger (their bytes, plus a map entry each): beyond it, writes wait
+	// (Submit blocks); default 16 MiB, and at most 1/16 of maxmemory.
 	MaxUnpersisted int64
 
 	// Memory is the memory limit and eviction policy; the zero value is
@@ -106,9 +109,9 @@ type faults struct {
 func DefaultOptions() Options {
 	return Options{
 		Fsync:           FsyncNo,
-		MemTableSize:    8 << 20,
-		BlockCacheSize:  16 << 20,
-		IndexCacheSize:  16 << 20,
+		MemTableSize:    4 << 20,
+		BlockCacheSize:  4 << 20,
+		IndexCacheSize:  4 << 20,
 		TombstoneTTL:    10 * time.Minute,
 		ExpiryInterval:  100 * time.Millisecond,
 		PersistInterval: time.Second,
@@ -216,7 +219,7 @@ func (o Options) valueThreshold() int64 {
 
 // diskValueThreshold is the value size above which, on disk, values go to
 // Badger's value log.
-const diskValueThreshold = 256
+const diskValueThreshold = 32
 
 // badgerLogger adapts Badger's printf-style logger to slog. Badger is chatty
 // at INFO (every compaction, every flush), so only warnings and errors are

@@ -371,6 +371,7 @@ func (ps *persistState) persister() {
 	defer close(ps.done)
 	for job := range ps.jobs {
 		err := ps.write(job.keys)
+		releaseMappedFiles(ps.s.opts.Dir)
 		ps.results <- persistResult{gen: job.gen, keys: job.keys, err: err}
 	}
 }
@@ -434,6 +435,7 @@ func (ps *persistState) write(keys map[string]struct{}) error {
 		return err
 	}
 	var err error
+	var txnBytes int
 	for k := range keys {
 		bk := []byte(k)
 		slot, key, _ := parseDataKey(bk)
@@ -441,6 +443,19 @@ func (ps *persistState) write(keys map[string]struct{}) error {
 		buf, e = s.persistEntry(buf, slot, key, bk, now)
 		if err = add(bk, e); err != nil {
 			break
+		}
+		// Badger counts a value in its value log as a pointer, so its own
+		// transaction limit would let one take tens of megabytes of large
+		// values (copied here, then again by Badger): commit sooner.
+		if txnBytes += len(bk); e != nil {
+			txnBytes += len(e.Value)
+		}
+		if txnBytes >= persistTxnBytes {
+			if err = commit(); err != nil {
+				break
+			}
+			txn = s.db.NewTransactionAt(s.readTs.Load(), true)
+			txnBytes = 0
 		}
 	}
 	if err == nil {
@@ -456,8 +471,13 @@ func (ps *persistState) write(keys map[string]struct{}) error {
 	return err
 }
 
-// persistChunk is the size of the buffers persist cycles copy records into.
-const persistChunk = 256 << 10
+// persistChunk is the size of the buffers persist cycles copy records into,
+// and persistTxnBytes the bytes of keys and values after which a cycle
+// commits a Badger transaction and starts another.
+const (
+	persistChunk    = 256 << 10
+	persistTxnBytes = 1 << 20
+)
 
 // persistEntry builds the Badger entry of (slot, key)'s current state,
 // copying it into buf (a fresh chunk when buf is full), and returns buf;

@@ -214,6 +214,7 @@ func Open(opts Options) (*Store, error) {
 		// every stored version keeps versions increasing even if the wall
 		// clock went back while the node was down.
 		s.c.hlc.observe(maxVersion)
+		releaseMappedFiles(opts.Dir) // Loading read every table.
 	}
 	s.maxValueLen = s.computeMaxValueLen()
 	s.nextExpiry.Store(s.c.expiry.next())

@@ -3,7 +3,6 @@ package main
 import (
 	"log/slog"
 	"runtime/debug"
-	"runtime/metrics"
 	"time"
 
 	"github.com/ringcache/ringcache/storage"
@@ -14,8 +13,8 @@ import (
 // and limited by maxmemory; the Go heap holds requests, replies, batches
 // and Badger's buffers, and the collector would let it grow to twice its
 // live size and keep it. So the runtime gets a soft limit (unless
-// GOMEMLIMIT is set), and once writes stop for a second after a burst, a
-// collection gives the garbage of the burst back to the system.
+// GOMEMLIMIT is set), and once writes stop after a burst, collections give
+// the garbage of the burst back to the system.
 func governGoMemory(log *slog.Logger, limit int64, store *storage.Store, stop <-chan struct{}) {
 	if limit > 0 && debug.SetMemoryLimit(-1) == 1<<63-1 {
 		debug.SetMemoryLimit(limit)
@@ -24,28 +23,31 @@ func governGoMemory(log *slog.Logger, limit int64, store *storage.Store, stop <-
 	go func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
-		samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
 		last := store.Stats().Batches
-		busy := false
+		idle := -1 // seconds without writes since the last burst; -1: none pending
 		for {
 			select {
 			case <-stop:
 				return
 			case <-t.C:
 			}
-			b := store.Stats().Batches
-			if b != last {
-				last, busy = b, true
+			if b := store.Stats().Batches; b != last {
+				last, idle = b, 0
 				continue
 			}
-			if !busy {
+			if idle < 0 {
 				continue
 			}
-			busy = false
-			metrics.Read(samples)
-			heap, live := samples[0].Value.Uint64(), samples[1].Value.Uint64()
-			if heap > live+live/2+8<<20 {
+			idle++
+			// Collect 1, 4 and 20 seconds after the writes stopped: Badger
+			// gives back its table builders' buffers a few seconds after its
+			// last flush and compaction.
+			switch idle {
+			case 1, 4, 20:
 				debug.FreeOSMemory()
+			}
+			if idle >= 20 {
+				idle = -1
 			}
 		}
 	}()

@@ -79,7 +79,7 @@ func run(args []string) error {
 	fs.IntVar(&sto.Memory.LFULogFactor, "lfu-log-factor", sto.Memory.LFULogFactor, "LFU counter growth: higher needs more hits to count up")
 	fs.IntVar(&sto.Memory.LFUDecayTime, "lfu-decay-time", sto.Memory.LFUDecayTime, "minutes after which an idle key's LFU counter is decremented (0: never)")
 	goMemLimit := int64(-1)
-	fs.Var(memFlag{&goMemLimit}, "go-memory-limit", "soft limit of the Go heap, which holds everything but the keyspace (auto: 64mb plus Badger's buffers; GOMEMLIMIT overrides)")
+	fs.Var(memFlag{&goMemLimit}, "go-memory-limit", "soft limit of the Go heap, which holds everything but the keyspace (auto: 128mb plus Badger's buffers; GOMEMLIMIT overrides)")
 	configFile := fs.String("config", "", "a config file of 'name value' lines (as redis.conf: maxmemory 2gb); flags on the command line win")
 	cc := cluster.DefaultConfig()
 	clusterPort := fs.Int("cluster-port", 0, "gossip port (TCP and UDP); default: port+10000, as Redis's cluster bus")
