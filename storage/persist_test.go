@@ -348,9 +348,9 @@ func TestFailedDropKeepsUnpersistedWritesOfOtherSlots(t *testing.T) {
 }
 
 func TestKillBetweenChunksLeavesNothingThatNeverExpires(t *testing.T) {
-	// A 4 MiB memtable limits a Badger transaction to about 600 KiB, so
-	// the cycle below takes two; the "kill" lets the first one land and
-	// nothing after it. Whatever landed must still expire after a restart:
+	// A cycle commits a Badger transaction every MiB of records
+	// (persistTxnBytes), so the cycle below takes several; the "kill" lets
+	// the first one land and nothing after it. Whatever landed must still expire after a restart:
 	// the schedule is rebuilt from the records themselves.
 	var landed atomic.Int64
 	opts := testOptions(t, lazyPersist, func(o *Options) {
@@ -367,7 +367,7 @@ func TestKillBetweenChunksLeavesNothingThatNeverExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const n = 5000
+	const n = 20000
 	expireAt := time.Now().Add(time.Second).UnixMilli()
 	val := strings.Repeat("x", 100)
 	err = s.Do(func(tx *Tx) {
