@@ -260,8 +260,13 @@ func (c *committer) evict(b *batch) {
 	}
 	demand := s.mem.demand.Load()
 	s.mem.demand.Store(max(demand-freed, 0))
-	// Over for good when even the node's own excess could not be freed.
-	s.mem.over.Store(freed < need-demand)
+	// Over when nothing at all could be evicted for the node's own excess
+	// (as Redis's performEvictions fails only with nothing left to evict):
+	// a partial step goes on at the next batch. With an allkeys policy,
+	// what is left is other primaries' data, which they evict when this
+	// node reports its excess: only an empty node is over for good.
+	cfg := s.mem.cfg.Load()
+	s.mem.over.Store(keys == 0 && need > demand && (cfg.Policy.volatile() || s.total.Load() == 0))
 	b.evicted = keys > 0
 }
 

@@ -426,7 +426,7 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 	for idle := 0; freed < need && tx.err == nil && idle < 64; {
 		slot, key, ok := c.pickVictim(cfg)
 		if !ok {
-			idle += 16
+			idle += 8
 			continue
 		}
 		b, ok := s.index.getBlock(slot, key)
@@ -550,7 +550,8 @@ func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, key []
 		if len(q) == 0 {
 			return
 		}
-		for tries := 0; got < n && tries < 4*n; tries++ {
+		// Up to 2/3 of the queue may be stale entries (compact's bound).
+		for tries := 0; got < n && tries < 16*n; tries++ {
 			var it expiryItem
 			if cfg.Policy == VolatileTTL && tries < n {
 				// The heap's first levels hold the nearest expiries.
