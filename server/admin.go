@@ -325,6 +325,7 @@ func (s *Server) memoryInfo(ms *runtime.MemStats) [][2]string {
 		{"maxmemory", i(cfg.MaxMemory)},
 		{"maxmemory_human", h(cfg.MaxMemory)},
 		{"maxmemory_policy", cfg.Policy.String()},
+		{"allocator_frag_ratio", fmt.Sprintf("%.2f", ratio(m.stats.Mapped, m.stats.Keyspace))},
 		{"mem_fragmentation_ratio", fmt.Sprintf("%.2f", ratio(m.rss, m.used))},
 		{"mem_fragmentation_bytes", i(m.rss - m.used)},
 		{"mem_not_counted_for_evict", i(m.stats.Unpersisted)},

@@ -1,33 +1,25 @@
 package storage
 
-import (
-	"encoding/binary"
-	"sync/atomic"
-	"unsafe"
-)
+import "encoding/binary"
 
 // A block is one key's state as the keyspace holds it, in the arena
 // (outside the Go heap):
 //
 //	bytes 0-7    version, uint64 little-endian
-//	bytes 8-11   access: the LRU clock or the LFU counter (evict.go), read
-//	             and written atomically by readers; for a tombstone, when
-//	             it was written (unix seconds)
-//	byte 12      flags: bit 0 tombstone, bit 1 has an expiry, bit 2 raw
+//	byte 8       flags: bit 0 tombstone, bit 1 has an expiry, bit 2 raw
 //	             string encoding, bits 4-7 the value type
-//	bytes 13-14  slot, uint16 little-endian
 //	[8 bytes]    expireAt, unix ms, int64 little-endian, when bit 1 is set
 //	uvarint      key length, then the key
 //	uvarint      value length, then the value
 //
-// At 16-byte keys and 100-byte values a block is 133 bytes, 136 with its
-// size class.
+// The slot is the shard's (one shard per slot), and the access clock lives
+// beside the key's table slot, where eviction samples it without reading
+// the block. At 16-byte keys and 100-byte values a block is 127 bytes, 128
+// with its size class.
 const (
 	blkVersion = 0
-	blkAccess  = 8
-	blkFlags   = 12
-	blkSlot    = 13
-	blkFixed   = 15
+	blkFlags   = 8
+	blkFixed   = 9
 
 	blkTombstone = 0x01
 	blkExpiry    = 0x02
@@ -52,10 +44,9 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-// putBlock writes rec for (slot, key) into b, which is blockLen long.
-func putBlock(b []byte, slot uint16, key []byte, rec *Record, access uint32) {
+// putBlock writes rec for key into b, which is blockLen long.
+func putBlock(b []byte, key []byte, rec *Record) {
 	binary.LittleEndian.PutUint64(b[blkVersion:], rec.Version)
-	binary.LittleEndian.PutUint32(b[blkAccess:], access)
 	var flags byte
 	i := blkFixed
 	switch {
@@ -70,7 +61,6 @@ func putBlock(b []byte, slot uint16, key []byte, rec *Record, access uint32) {
 		flags |= blkRaw
 	}
 	b[blkFlags] = flags | byte(TypeString)<<typeShift
-	binary.LittleEndian.PutUint16(b[blkSlot:], slot)
 	i += binary.PutUvarint(b[i:], uint64(len(key)))
 	i += copy(b[i:], key)
 	i += binary.PutUvarint(b[i:], uint64(len(rec.Value)))
@@ -82,13 +72,7 @@ func putBlock(b []byte, slot uint16, key []byte, rec *Record, access uint32) {
 type block []byte
 
 func (b block) version() uint64 { return binary.LittleEndian.Uint64(b[blkVersion:]) }
-func (b block) flags() byte     { return b[blkFlags] }
 func (b block) tombstone() bool { return b[blkFlags]&blkTombstone != 0 }
-func (b block) slot() uint16    { return binary.LittleEndian.Uint16(b[blkSlot:]) }
-
-// accessWord is the block's access field, for atomic use.
-func (b block) accessWord() *uint32 { return (*uint32)(unsafe.Pointer(&b[blkAccess])) }
-func (b block) access() uint32      { return atomic.LoadUint32(b.accessWord()) }
 
 // expireAt is the block's expiry, 0 for none.
 func (b block) expireAt() int64 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -120,13 +121,37 @@ const (
 	lfuInitVal = 5
 )
 
-var processStart = time.Now()
+// The clocks are read on every access, so a goroutine ticks them (as
+// Redis caches its LRU clock in serverCron) instead of each access asking
+// the time.
+var (
+	processStart = time.Now()
+	clockLRU     atomic.Uint32
+	clockMinutes atomic.Uint32
+	clockOnce    sync.Once
+)
+
+// startClocks starts the ticking of the access clocks, once per process.
+func startClocks() {
+	clockOnce.Do(func() {
+		tick := func() {
+			clockLRU.Store(uint32(time.Since(processStart) / lruUnit))
+			clockMinutes.Store(uint32(time.Now().Unix()/60) & (1<<24 - 1))
+		}
+		tick()
+		go func() {
+			for range time.Tick(lruUnit) {
+				tick()
+			}
+		}()
+	})
+}
 
 // lruClock is now in lruUnits.
-func lruClock() uint32 { return uint32(time.Since(processStart) / lruUnit) }
+func lruClock() uint32 { return clockLRU.Load() }
 
 // lfuMinutes is now in minutes, 24 bits.
-func lfuMinutes() uint32 { return uint32(time.Now().Unix()/60) & (1<<24 - 1) }
+func lfuMinutes() uint32 { return clockMinutes.Load() }
 
 // lruIdle is how long ago, in lruUnits, a block with access value a was
 // last used.
@@ -178,9 +203,9 @@ func (s *Store) newAccess(rec *Record) uint32 {
 // field: with LFU, as Redis keeps a key's counter when SET replaces it.
 func (s *Store) keepsAccess() bool { return s.mem.cfg.Load().Policy.lfu() }
 
-// touch records a read of b, a live block, under its shard's read lock.
-func (s *Store) touch(b block) {
-	w := b.accessWord()
+// touch records a read of a live key whose access word is w, under its
+// slot's read lock.
+func (s *Store) touch(w *uint32) {
 	cfg := s.mem.cfg.Load()
 	if !cfg.Policy.lfu() {
 		if now := lruClock(); atomic.LoadUint32(w) != now {
@@ -206,7 +231,9 @@ func (s *Store) ObjectFreq(slot uint16, key []byte) (int, bool) {
 	}
 	defer s.gate.exit()
 	var n int
-	ok := s.peek(slot, key, func(b block) { n = int(lfuDecayed(b.access(), s.mem.cfg.Load().LFUDecayTime)) })
+	ok := s.peek(slot, key, func(_ block, w *uint32) {
+		n = int(lfuDecayed(atomic.LoadUint32(w), s.mem.cfg.Load().LFUDecayTime))
+	})
 	return n, ok
 }
 
@@ -218,7 +245,7 @@ func (s *Store) ObjectIdleTime(slot uint16, key []byte) (time.Duration, bool) {
 	}
 	defer s.gate.exit()
 	var d time.Duration
-	ok := s.peek(slot, key, func(b block) { d = time.Duration(lruIdle(b.access())) * lruUnit })
+	ok := s.peek(slot, key, func(_ block, w *uint32) { d = time.Duration(lruIdle(atomic.LoadUint32(w))) * lruUnit })
 	return d, ok
 }
 
@@ -230,7 +257,7 @@ func (s *Store) MemoryUsage(slot uint16, key []byte) (int64, bool) {
 	}
 	defer s.gate.exit()
 	var n int64
-	ok := s.peek(slot, key, func(b block) {
+	ok := s.peek(slot, key, func(b block, _ *uint32) {
 		_, _, l := b.parts()
 		n = int64(blockSizeOf(l)) + tableBytesPerKey
 		if b.expireAt() != 0 {
@@ -247,31 +274,31 @@ func (s *Store) Peek(slot uint16, key []byte, fn func(Record)) (bool, error) {
 		return false, ErrClosed
 	}
 	defer s.gate.exit()
-	return s.peek(slot, key, func(b block) { fn(b.record()) }), nil
+	return s.peek(slot, key, func(b block, _ *uint32) { fn(b.record()) }), nil
 }
 
 // peek calls fn with a live key's block without counting an access.
-func (s *Store) peek(slot uint16, key []byte, fn func(b block)) bool {
+func (s *Store) peek(slot uint16, key []byte, fn func(b block, access *uint32)) bool {
 	if slot >= SlotCount {
 		return false
 	}
 	found := false
 	now := s.Now()
-	s.index.view(slot, key, func(b block) {
+	s.index.view(slot, key, func(b block, access *uint32) {
 		if b.tombstone() || (b.expireAt() != 0 && b.expireAt() <= now) {
 			return
 		}
 		found = true
-		fn(b)
+		fn(b, access)
 	})
 	return found
 }
 
 func blockSizeOf(n int) int { return arena.BlockSize(n) }
 
-// tableBytesPerKey is what a key costs its table on average (10-15 bytes,
+// tableBytesPerKey is what a key costs its table on average (15-22 bytes,
 // keytable.go).
-const tableBytesPerKey = 12
+const tableBytesPerKey = 18
 
 // SetMemoryConfig replaces the memory limit and policy. A lower limit is
 // enforced by the next eviction (at the latest within ExpiryInterval).
@@ -353,12 +380,16 @@ const maxSamples = 64
 // poolSize is the size of the eviction pool, as Redis's EVPOOL_SIZE.
 const poolSize = 16
 
-// poolEntry is an eviction candidate: a key and its score (the higher, the
-// sooner it goes).
+// poolEntry is an eviction candidate: a table slot and its score (the
+// higher, the sooner it goes). It names the candidate by where it was
+// sampled, not by its key, so that sampling reads no block: the candidate
+// is still valid when that table slot still holds the same value (a block
+// moved by a resize or a shift is simply skipped).
 type poolEntry struct {
 	score uint64
 	slot  uint16
-	key   []byte
+	index int
+	value uint64
 }
 
 // evictionPool keeps the best candidates seen across evictions, so that
@@ -369,30 +400,28 @@ type evictionPool struct {
 }
 
 // offer inserts a candidate if it beats the pool's worst.
-func (p *evictionPool) offer(score uint64, slot uint16, key []byte) {
-	for _, e := range p.entries {
-		if e.slot == slot && string(e.key) == string(key) {
+func (p *evictionPool) offer(e poolEntry) {
+	if len(p.entries) == poolSize && e.score <= p.entries[0].score {
+		return
+	}
+	for _, o := range p.entries {
+		if o.slot == e.slot && o.value == e.value {
 			return
 		}
 	}
-	if len(p.entries) == poolSize && score <= p.entries[0].score {
-		return
-	}
 	i := 0
-	for i < len(p.entries) && p.entries[i].score < score {
+	for i < len(p.entries) && p.entries[i].score < e.score {
 		i++
 	}
-	var buf []byte
 	if len(p.entries) == poolSize {
-		// Drop the worst (index 0) and reuse its key buffer.
-		buf = p.entries[0].key[:0]
+		// Drop the worst (index 0).
 		copy(p.entries, p.entries[1:i])
 		i--
 	} else {
 		p.entries = append(p.entries, poolEntry{})
 		copy(p.entries[i+1:], p.entries[i:])
 	}
-	p.entries[i] = poolEntry{score: score, slot: slot, key: append(buf, key...)}
+	p.entries[i] = e
 }
 
 // pop removes and returns the best candidate.
@@ -424,18 +453,17 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 	// Give up after a run of picks that free nothing: what is left to
 	// evict was written in this batch or is not evictable here.
 	for idle := 0; freed < need && tx.err == nil && idle < 64; {
-		slot, key, ok := c.pickVictim(cfg)
+		slot, b, ok := c.pickVictim(cfg)
 		if !ok {
 			idle += 8
 			continue
 		}
-		b, ok := s.index.getBlock(slot, key)
-		if !ok || b.tombstone() || c.inOverlay(slot, key) {
+		key, _, n := b.parts()
+		if c.inOverlay(slot, key) {
 			idle++
 			continue
 		}
 		idle = 0
-		_, _, n := b.parts()
 		k := append([]byte(nil), key...)
 		tomb := Record{Version: c.hlc.next(tx.now), Tombstone: true}
 		tx.put(slot, k, tomb)
@@ -474,44 +502,46 @@ func (c *committer) inOverlay(slot uint16, key []byte) bool {
 
 // pickVictim chooses the next key to evict under cfg's policy, from the
 // evictable slots, or reports that it found none.
-func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, []byte, bool) {
+func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, block, bool) {
 	s := c.s
 	if cfg.Policy == VolatileTTL {
-		if slot, key, ok := c.nearestExpiry(); ok {
-			return slot, key, true
+		if slot, b, ok := c.nearestExpiry(); ok {
+			return slot, b, true
 		}
 	}
 	if cfg.Policy == AllKeysRandom || cfg.Policy == VolatileRandom {
 		var slot uint16
-		var key []byte
-		found := false
-		c.sample(cfg, 1, func(sl uint16, k []byte, _ block) {
-			slot, key, found = sl, k, true
+		var victim block
+		c.sample(cfg, 1, func(sl uint16, t *keyTable, i int) {
+			slot, victim = sl, blockAt(s.index.a, t.slots[i])
 		})
-		return slot, key, found
+		return slot, victim, victim != nil
 	}
-	c.sample(cfg, min(cfg.Samples, maxSamples), func(sl uint16, k []byte, b block) {
+	c.sample(cfg, min(cfg.Samples, maxSamples), func(sl uint16, t *keyTable, i int) {
 		var score uint64
 		switch {
 		case cfg.Policy == VolatileTTL:
-			score = math.MaxUint64 - uint64(b.expireAt())
+			score = math.MaxUint64 - uint64(blockAt(s.index.a, t.slots[i]).expireAt())
 		case cfg.Policy.lfu():
-			score = 255 - uint64(lfuDecayed(b.access(), cfg.LFUDecayTime))
+			score = 255 - uint64(lfuDecayed(atomic.LoadUint32(&t.access[i]), cfg.LFUDecayTime))
 		default:
-			score = uint64(lruIdle(b.access()))
+			score = uint64(lruIdle(atomic.LoadUint32(&t.access[i])))
 		}
-		c.pool.offer(score, sl, k)
+		c.pool.offer(poolEntry{score: score, slot: sl, index: i, value: t.slots[i]})
 	})
 	for {
 		e, ok := c.pool.pop()
 		if !ok {
 			return 0, nil, false
 		}
-		// The candidate may have gone since it was sampled.
-		if b, ok := s.index.getBlock(e.slot, e.key); ok && !b.tombstone() && !s.notEvictable[e.slot].Load() {
-			if !cfg.Policy.volatile() || b.expireAt() != 0 {
-				return e.slot, e.key, true
-			}
+		// The candidate may have gone or moved since it was sampled.
+		t := &s.index.shard(e.slot).t
+		if e.index >= len(t.slots) || t.slots[e.index] != e.value || s.notEvictable[e.slot].Load() {
+			continue
+		}
+		b := blockAt(s.index.a, e.value)
+		if !cfg.Policy.volatile() || b.expireAt() != 0 {
+			return e.slot, b, true
 		}
 	}
 }
@@ -520,7 +550,7 @@ func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, []byte, bool) {
 // says expires first, when it may be evicted here. Stale entries at the
 // head (keys overwritten, deleted or evicted since) are dropped on the
 // way, which the queue allows.
-func (c *committer) nearestExpiry() (uint16, []byte, bool) {
+func (c *committer) nearestExpiry() (uint16, block, bool) {
 	s := c.s
 	q := &c.expiry
 	for len(q.items) > 0 {
@@ -533,15 +563,17 @@ func (c *committer) nearestExpiry() (uint16, []byte, bool) {
 		if s.notEvictable[it.slot].Load() || c.inOverlay(it.slot, b.key()) {
 			return 0, nil, false
 		}
-		return it.slot, b.key(), true
+		return it.slot, b, true
 	}
 	return 0, nil, false
 }
 
 // sample calls fn with up to n random live keys that cfg's policy may
-// evict: from the expiry queue for the volatile policies (the keys with an
-// expiry), otherwise from random positions of random shards' tables.
-func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, key []byte, b block)) {
+// evict, each as its slot's table and index there: from the expiry queue
+// for the volatile policies (the keys with an expiry), otherwise from
+// random positions of random evictable slots' tables, reading only the
+// tables.
+func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, t *keyTable, i int)) {
 	s := c.s
 	ix := s.index
 	got := 0
@@ -562,30 +594,28 @@ func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, key []
 			if s.notEvictable[it.slot].Load() {
 				continue
 			}
-			b, ok := ix.getBlock(it.slot, []byte(it.key))
-			if !ok || b.tombstone() || b.expireAt() != it.at || c.inOverlay(it.slot, b.key()) {
+			t := &ix.shard(it.slot).t
+			b, i := t.get(ix.a, it.slot, []byte(it.key))
+			if i < 0 || b.tombstone() || b.expireAt() != it.at {
 				continue
 			}
-			fn(it.slot, b.key(), b)
+			fn(it.slot, t, i)
 			got++
 		}
 		return
 	}
-	for tries := 0; got < n && tries < 16; tries++ {
-		sh := &ix.shards[rand.IntN(indexShards)]
-		t := &sh.t
-		if t.n == 0 {
+	for tries := 0; got < n && tries < 64; tries++ {
+		slot := uint16(rand.IntN(SlotCount))
+		t := &ix.shard(slot).t
+		if t.n == t.tombs || s.notEvictable[slot].Load() {
 			continue
 		}
 		size := len(t.slots)
 		i := rand.IntN(size)
-		for scanned := 0; scanned < size && scanned < 8*n && got < n; scanned++ {
+		for scanned := 0; scanned < size && got < n; scanned++ {
 			if ts := t.slots[i]; ts != 0 && ts&slotTomb == 0 {
-				b := blockAt(ix.a, ts)
-				if sl := b.slot(); !s.notEvictable[sl].Load() && !c.inOverlay(sl, b.key()) {
-					fn(sl, b.key(), b)
-					got++
-				}
+				fn(slot, t, i)
+				got++
 			}
 			if i++; i == size {
 				i = 0

@@ -18,14 +18,14 @@ func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 
 // memIndex is the keyspace: the current state of every key (live records,
 // expired ones not yet swept, recent tombstones), each a block in an
-// arena outside the Go heap (block.go), found through per-shard key tables
-// (keytable.go) held in the same arena. It is ahead of Badger, which
+// arena outside the Go heap (block.go), found through one key table per
+// slot (keytable.go) held in the same arena. It is ahead of Badger, which
 // persist cycles write behind it (persist.go), and it serves every read.
 //
 // Only the committer writes it: it builds a batch's blocks when the batch
 // is done and before the batch's submissions complete, so a reader always
 // sees an acknowledged write. Readers on other goroutines take their
-// shard's read lock and copy what they need before releasing it (view,
+// slot's read lock and copy what they need before releasing it (view,
 // slotRecords): a block is freed only after the committer has unlinked it
 // under the write lock, so no reader holds it then. The committer reads
 // without locks (get): nobody else changes the index, and it frees a
@@ -33,11 +33,7 @@ func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // (which may hold its value) have run.
 type memIndex struct {
 	a      *arena.Arena
-	shards [indexShards]memShard
-	// digests holds each slot's digest: the XOR of recordHash over its
-	// live (non-tombstone) records. XOR makes it order-free and O(1) to
-	// update, so two nodes compare a slot's contents with eight bytes.
-	digests [SlotCount]atomic.Uint64
+	shards [SlotCount]memShard
 	// tombstones counts the tombstone blocks, tombBytes their memory.
 	tombstones, tombBytes atomic.Int64
 }
@@ -49,27 +45,26 @@ func recordHash(slot uint16, key []byte, version uint64) uint64 {
 	return xxh3.HashSeed(appendDataKey(buf[:0], slot, key), version)
 }
 
-// indexShards spreads the index over locks and tables. Shards are chosen
-// by slot, so dropping a slot touches one shard. 4096 shards keep a slot's
-// visit (ScanSlot, StreamSlot) to a quarter of a shard's keys and each
-// shard's lock and table small.
-const indexShards = 4096
-
+// memShard is one slot's keys: its table, the lock readers share, and its
+// digest, the XOR of recordHash over its live (non-tombstone) records (XOR
+// makes it order-free and O(1) to update, so two nodes compare a slot's
+// contents with eight bytes).
 type memShard struct {
-	mu sync.RWMutex
-	t  keyTable
+	mu     sync.RWMutex
+	t      keyTable
+	digest atomic.Uint64
 }
 
 func newMemIndex() *memIndex { return &memIndex{a: arena.New()} }
 
-func (ix *memIndex) shard(slot uint16) *memShard { return &ix.shards[slot%indexShards] }
+func (ix *memIndex) shard(slot uint16) *memShard { return &ix.shards[slot] }
 
 // get returns the record stored for key, tombstones and expired records
 // included, for the committer: Record.Value is the block's memory, valid
 // until the committer replaces or removes the key.
 func (ix *memIndex) get(slot uint16, key []byte) (Record, bool) {
-	b, ok := ix.shard(slot).t.get(ix.a, slot, key)
-	if !ok {
+	b, i := ix.shard(slot).t.get(ix.a, slot, key)
+	if i < 0 {
 		return Record{}, false
 	}
 	return b.record(), true
@@ -77,20 +72,22 @@ func (ix *memIndex) get(slot uint16, key []byte) (Record, bool) {
 
 // getBlock is get for the committer's callers that need the block itself.
 func (ix *memIndex) getBlock(slot uint16, key []byte) (block, bool) {
-	return ix.shard(slot).t.get(ix.a, slot, key)
+	b, i := ix.shard(slot).t.get(ix.a, slot, key)
+	return b, i >= 0
 }
 
-// view calls fn with key's block under the shard's read lock, for readers
-// on any goroutine; fn must copy what it keeps and must not call the store.
-func (ix *memIndex) view(slot uint16, key []byte, fn func(b block)) bool {
+// view calls fn with key's block and its access word under the slot's
+// read lock, for readers on any goroutine; fn must copy what it keeps and
+// must not call the store.
+func (ix *memIndex) view(slot uint16, key []byte, fn func(b block, access *uint32)) bool {
 	s := ix.shard(slot)
 	s.mu.RLock()
-	b, ok := s.t.get(ix.a, slot, key)
-	if ok {
-		fn(b)
+	b, i := s.t.get(ix.a, slot, key)
+	if i >= 0 {
+		fn(b, s.t.accessWord(i))
 	}
 	s.mu.RUnlock()
-	return ok
+	return i >= 0
 }
 
 // setResult is what set tells the committer about the state it replaced.
@@ -103,37 +100,30 @@ type setResult struct {
 }
 
 // set stores rec as (slot, key)'s state in a new block, copying the key
-// and the value, and frees the block it replaces. access is the new
-// block's access field; with keepAccess, a live block's own is kept
-// instead.
+// and the value, and frees the block it replaces. access is the key's new
+// access word; with keepAccess, a live key keeps its own.
 func (ix *memIndex) set(slot uint16, key []byte, rec *Record, access uint32, keepAccess bool) setResult {
 	n := blockLen(len(key), rec)
 	ref, mem, err := ix.a.Alloc(n)
 	if err != nil {
 		panic("storage: out of memory for a record: " + err.Error())
 	}
-	putBlock(mem, slot, key, rec, access)
-	nb := block(mem)
+	putBlock(mem, key, rec)
 	tag := keyTag(slot, key)
 	s := ix.shard(slot)
+	tablesBefore := s.t.bytes()
 	s.mu.Lock()
-	oldSlot := s.t.put(ix.a, slot, key, tag, ref, rec.Tombstone)
-	var ob block
-	if oldSlot != 0 {
-		ob = blockAt(ix.a, oldSlot)
-		if keepAccess && !ob.tombstone() && !rec.Tombstone {
-			atomic.StoreUint32(nb.accessWord(), ob.access())
-		}
-	}
+	oldSlot := s.t.put(ix.a, key, tag, ref, rec.Tombstone, access, keepAccess)
 	s.mu.Unlock()
 
-	res := setResult{delta: int64(arena.BlockSize(n)), tag: uint32(tag)}
+	res := setResult{delta: int64(arena.BlockSize(n) + s.t.bytes() - tablesBefore), tag: uint32(tag)}
 	if rec.Tombstone {
 		ix.tombstones.Add(1)
 		ix.tombBytes.Add(int64(arena.BlockSize(n)))
 	}
 	var d uint64
 	if oldSlot != 0 {
+		ob := blockAt(ix.a, oldSlot)
 		res.had = true
 		res.old = ob.record()
 		res.old.Value = nil
@@ -152,24 +142,23 @@ func (ix *memIndex) set(slot uint16, key []byte, rec *Record, access uint32, kee
 	}
 	if d != 0 {
 		// Only the committer writes: a plain read-modify-write is safe.
-		ix.digests[slot].Store(ix.digests[slot].Load() ^ d)
+		s.digest.Store(s.digest.Load() ^ d)
 	}
 	return res
 }
 
-// removeAt forgets the key in table slot i of shard s without a trace (no
-// tombstone): for tombstones that have served their time. The caller holds
-// s's write lock; the block is freed.
-func (ix *memIndex) removeAt(s *memShard, i int) {
+// removeAt forgets the key in table slot i of the slot's shard s without a
+// trace (no tombstone): for tombstones that have served their time, and
+// dropped slots. The caller holds s's write lock; the block is freed.
+func (ix *memIndex) removeAt(slot uint16, s *memShard, i int) {
 	ts := s.t.slots[i]
 	b := blockAt(ix.a, ts)
-	_, _, n := b.parts()
+	k, _, n := b.parts()
 	if b.tombstone() {
 		ix.tombstones.Add(-1)
 		ix.tombBytes.Add(-int64(arena.BlockSize(n)))
 	} else {
-		slot := b.slot()
-		ix.digests[slot].Store(ix.digests[slot].Load() ^ recordHash(slot, b.key(), b.version()))
+		s.digest.Store(s.digest.Load() ^ recordHash(slot, k, b.version()))
 	}
 	s.t.removeAt(ix.a, i)
 	ix.a.Free(slotRef(ts), n)
@@ -190,13 +179,11 @@ func (ix *memIndex) forgetTombstone(slot uint16, tag uint32, v uint64) {
 		if ts == 0 {
 			return
 		}
-		if ts&slotTomb != 0 && slotTag(ts) == uint64(tag) {
-			if b := blockAt(ix.a, ts); b.slot() == slot && b.version() == v {
-				s.mu.Lock()
-				ix.removeAt(s, i)
-				s.mu.Unlock()
-				return
-			}
+		if ts&slotTomb != 0 && slotTag(ts) == uint64(tag) && blockAt(ix.a, ts).version() == v {
+			s.mu.Lock()
+			ix.removeAt(slot, s, i)
+			s.mu.Unlock()
+			return
 		}
 		if i++; i == size {
 			i = 0
@@ -212,7 +199,7 @@ type slotRecord struct {
 
 // slotRecords returns every record of one slot (tombstones and expired
 // records included), sorted by key: keys, and with withValues values,
-// copied into Go memory under the shard's read lock.
+// copied into Go memory under the slot's read lock.
 func (ix *memIndex) slotRecords(slot uint16, withValues bool) []slotRecord {
 	type pos struct{ start, klen, vlen int }
 	s := ix.shard(slot)
@@ -220,11 +207,11 @@ func (ix *memIndex) slotRecords(slot uint16, withValues bool) []slotRecord {
 	var at []pos
 	var buf []byte
 	s.mu.RLock()
-	s.t.each(func(_ int, ts uint64) bool {
-		b := blockAt(ix.a, ts)
-		if b.slot() != slot {
-			return true
+	for _, ts := range s.t.slots {
+		if ts == 0 {
+			continue
 		}
+		b := blockAt(ix.a, ts)
 		k, v, _ := b.parts()
 		rec := b.record()
 		rec.Value = nil
@@ -236,8 +223,7 @@ func (ix *memIndex) slotRecords(slot uint16, withValues bool) []slotRecord {
 		}
 		recs = append(recs, slotRecord{rec: rec})
 		at = append(at, p)
-		return true
-	})
+	}
 	s.mu.RUnlock()
 	for i := range recs {
 		p := at[i]
@@ -255,20 +241,24 @@ func (ix *memIndex) slotRecords(slot uint16, withValues bool) []slotRecord {
 func (ix *memIndex) dropSlot(slot uint16) {
 	s := ix.shard(slot)
 	s.mu.Lock()
-	for i := 0; i < len(s.t.slots); {
-		if ts := s.t.slots[i]; ts != 0 && blockAt(ix.a, ts).slot() == slot {
-			size := len(s.t.slots)
-			ix.removeAt(s, i)
-			if len(s.t.slots) != size {
-				i = 0 // Shrunk: everything moved.
-			}
+	for _, ts := range s.t.slots {
+		if ts == 0 {
 			continue
 		}
-		i++
+		_, _, n := blockAt(ix.a, ts).parts()
+		if ts&slotTomb != 0 {
+			ix.tombstones.Add(-1)
+			ix.tombBytes.Add(-int64(arena.BlockSize(n)))
+		}
+		ix.a.Free(slotRef(ts), n)
 	}
+	s.t.free(ix.a)
 	s.mu.Unlock()
-	ix.digests[slot].Store(0)
+	s.digest.Store(0)
 }
+
+// digest is a slot's digest.
+func (ix *memIndex) digest(slot uint16) uint64 { return ix.shards[slot].digest.Load() }
 
 // reset forgets every key and gives the memory back.
 func (ix *memIndex) reset() {
@@ -277,11 +267,9 @@ func (ix *memIndex) reset() {
 		s.mu.Lock()
 		s.t = keyTable{}
 		s.mu.Unlock()
+		s.digest.Store(0)
 	}
 	ix.a.Release()
-	for i := range ix.digests {
-		ix.digests[i].Store(0)
-	}
 	ix.tombstones.Store(0)
 	ix.tombBytes.Store(0)
 }

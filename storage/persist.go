@@ -484,7 +484,7 @@ const (
 // the entry is nil when the index does not hold the key.
 func (s *Store) persistEntry(buf []byte, slot uint16, key, bk []byte, now int64) ([]byte, *badger.Entry) {
 	e := &badger.Entry{Key: bk}
-	found := s.index.view(slot, key, func(b block) {
+	found := s.index.view(slot, key, func(b block, _ *uint32) {
 		rec := b.record()
 		n := headerLen + len(rec.Value)
 		if cap(buf)-len(buf) < n {

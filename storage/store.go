@@ -177,6 +177,7 @@ func Open(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	startClocks()
 	s := &Store{
 		opts:       opts,
 		log:        opts.Logger.With("component", "storage"),
@@ -366,7 +367,7 @@ func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
 		return false, nil
 	}
 	found := false
-	s.index.view(slot, key, func(b block) {
+	s.index.view(slot, key, func(b block, access *uint32) {
 		// The clock is read only for keys that can expire.
 		if b.tombstone() {
 			return
@@ -375,7 +376,7 @@ func (s *Store) View(slot uint16, key []byte, fn func(Record)) (bool, error) {
 			return
 		}
 		found = true
-		s.touch(b)
+		s.touch(access)
 		fn(b.record())
 	})
 	return found, nil
@@ -414,7 +415,7 @@ func (s *Store) SlotDigest(slot uint16) uint64 {
 	if slot >= SlotCount {
 		return 0
 	}
-	return s.index.digests[slot].Load()
+	return s.index.digest(slot)
 }
 
 // visitSlot is ScanSlot and StreamSlot: it visits the records of a slot
