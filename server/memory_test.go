@@ -254,3 +254,33 @@ func infoFields(t *testing.T, rc *redis.Client, sections ...string) map[string]s
 	}
 	return out
 }
+
+// TestObjectFreqAndIdleTimeTrackAccess checks that reads count: under LFU
+// OBJECT FREQ grows with reads; under LRU OBJECT IDLETIME grows while a
+// key is left alone and drops to 0 when it is read.
+func TestObjectFreqAndIdleTimeTrackAccess(t *testing.T) {
+	n := servertest.Start(t, withMemory(0, storage.AllKeysLFU))
+	rc := n.Client()
+	ctx := servertest.Ctx(t)
+	rc.Set(ctx, "hot", "v", 0)
+	rc.Set(ctx, "cold", "v", 0)
+	for range 2000 {
+		rc.Get(ctx, "hot")
+	}
+	hot, _ := rc.ObjectFreq(ctx, "hot").Result()
+	cold, _ := rc.ObjectFreq(ctx, "cold").Result()
+	if hot <= cold || cold != 5 {
+		t.Errorf("OBJECT FREQ: hot %d after 2000 reads, cold %d (Redis starts keys at 5)", hot, cold)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Get(ctx, "hot")
+	servertest.Eventually(t, 10*time.Second, "OBJECT IDLETIME of an unread key to reach 1 s", func() bool {
+		return rc.ObjectIdleTime(ctx, "hot").Val() >= time.Second
+	})
+	rc.Get(ctx, "hot")
+	if d := rc.ObjectIdleTime(ctx, "hot").Val(); d != 0 {
+		t.Errorf("OBJECT IDLETIME right after a read: %v", d)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -397,5 +398,49 @@ func TestClusterEvictionKeepsCopiesEqual(t *testing.T) {
 	}
 	if err := rdb.Set(ctx, "after", "v", 0).Err(); errors.Is(err, redis.Nil) || err != nil {
 		t.Fatalf("write after the flood: %v", err)
+	}
+}
+
+// TestMemoryFlagsAndConfigFile checks the default maxmemory (3/4 of the
+// machine's memory), the memory flags, a redis.conf-style --config file
+// and that the command line wins over it.
+func TestMemoryFlagsAndConfigFile(t *testing.T) {
+	bin := buildBinary(t)
+	ctx := context.Background()
+	config := func(n *node, name string) string {
+		v, err := n.client(t).ConfigGet(ctx, name).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v[name]
+	}
+	n := startNode(t, bin, freePort(t), "--in-memory")
+	if mm, _ := strconv.ParseInt(config(n, "maxmemory"), 10, 64); mm <= 0 {
+		t.Errorf("default maxmemory %d, want 3/4 of the machine's memory", mm)
+	}
+	if p := config(n, "maxmemory-policy"); p != "noeviction" {
+		t.Errorf("default maxmemory-policy %q, want noeviction as Redis", p)
+	}
+
+	file := t.TempDir() + "/ringcache.conf"
+	conf := "# a cache\nmaxmemory 10mb\nmaxmemory-policy allkeys-lfu\n\nmaxmemory-samples 7\nlfu-log-factor 3\n"
+	if err := os.WriteFile(file, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, bin, freePort(t), "--in-memory", "--config", file, "--maxmemory-samples", "9")
+	for name, want := range map[string]string{"maxmemory": strconv.Itoa(10 << 20), "maxmemory-policy": "allkeys-lfu", "maxmemory-samples": "9", "lfu-log-factor": "3"} {
+		if got := config(n, name); got != want {
+			t.Errorf("with the config file, %s = %q, want %q", name, got, want)
+		}
+	}
+	if err := os.WriteFile(file, []byte("maxmemory 10mb\nno-such-setting 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--in-memory", "--config", file).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "no-such-setting") {
+		t.Errorf("an unknown setting in the config file: %v, %s", err, out)
+	}
+	if out, err := exec.Command(bin, "--maxmemory-policy", "lru").CombinedOutput(); err == nil {
+		t.Errorf("--maxmemory-policy lru accepted: %s", out)
 	}
 }
