@@ -340,14 +340,7 @@ func (a *Arena) newRegion() error {
 	if err != nil {
 		return fmt.Errorf("arena: map %d bytes: %w", regionSize, err)
 	}
-	var first int
-	if n := len(a.freeRegionIndexes); n > 0 {
-		first = a.freeRegionIndexes[n-1]
-		a.freeRegionIndexes = a.freeRegionIndexes[:n-1]
-	} else {
-		first = len(a.spans)
-		a.grow(first + spansPerRegion)
-	}
+	first := a.takeIndexes(&a.freeRegionIndexes, spansPerRegion)
 	rg := &region{mem: mem, first: first}
 	for i := range spansPerRegion {
 		si := first + i
@@ -370,20 +363,26 @@ func (a *Arena) allocLarge(n int) (Ref, []byte, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("arena: map %d bytes: %w", size, err)
 	}
-	var si int
-	if k := len(a.freeIndexes); k > 0 {
-		si = a.freeIndexes[k-1]
-		a.freeIndexes = a.freeIndexes[:k-1]
-	} else {
-		si = len(a.spans)
-		a.grow(si + 1)
-	}
+	si := a.takeIndexes(&a.freeIndexes, 1)
 	a.spans[si] = span{class: -2, partial: -1, large: size}
 	a.setMem(si, mem)
 	a.allocated.Add(int64(size))
 	a.mapped.Add(int64(size))
 	a.blocks.Add(1)
 	return makeRef(si, 0), mem[:n:size], nil
+}
+
+// takeIndexes returns the first of n span indexes: a run given back
+// earlier (free lists runs of n), or new ones at the end.
+func (a *Arena) takeIndexes(free *[]int, n int) int {
+	if k := len(*free); k > 0 {
+		first := (*free)[k-1]
+		*free = (*free)[:k-1]
+		return first
+	}
+	first := len(a.spans)
+	a.grow(first + n)
+	return first
 }
 
 // grow makes room for n span indexes.
