@@ -24,6 +24,10 @@ type BarChart struct {
 	// RefLine, if non-zero, draws a dashed horizontal line at that value,
 	// e.g. 1 on a ratio chart (parity with Redis).
 	RefLine float64
+	// Headroom is the room above the tallest bar for the legend, as a
+	// fraction of the axis; 0 means 0.15. A legend of three or more
+	// series needs more.
+	Headroom float64
 }
 
 // BarSeries is one bar per category. Lo and Hi, if set (parallel to
@@ -122,7 +126,11 @@ func (c *BarChart) SVG() ([]byte, error) {
 	}
 	p.NominalX(c.Categories...)
 	// Headroom for the legend above the tallest bar.
-	p.Y.Max *= 1.15
+	room := c.Headroom
+	if room <= 0 {
+		room = 0.15
+	}
+	p.Y.Max *= 1 + room
 
 	wt, err := p.WriterTo(width, 4*vg.Inch, "svg")
 	if err != nil {

@@ -29,6 +29,12 @@ func TestBarChartSVG(t *testing.T) {
 				Series: []BarSeries{{Values: []float64{0.5, nan}, Lo: []float64{0.4, nan}, Hi: []float64{0.6, nan}}}},
 			want: []string{"<svg", "ratio", "P1"},
 		},
+		{
+			name: "three series with room for the legend",
+			chart: BarChart{Title: "bytes", Categories: []string{"a", "b"}, Headroom: 0.3,
+				Series: []BarSeries{{Name: "x", Values: []float64{1, 2}}, {Name: "y", Values: []float64{2, 1}}, {Name: "z", Values: []float64{1, nan}}}},
+			want: []string{"<svg", "bytes", ">z<"},
+		},
 		{name: "no categories", chart: BarChart{Series: []BarSeries{{Name: "x"}}}, wantErr: "no categories"},
 		{name: "no series", chart: BarChart{Categories: []string{"a"}}, wantErr: "no series"},
 		{name: "short series", chart: BarChart{Categories: []string{"a", "b"}, Series: []BarSeries{{Name: "x", Values: []float64{1}}}}, wantErr: `"x" has 1 values for 2 categories`},

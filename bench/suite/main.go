@@ -5,7 +5,10 @@
 //     Cluster vs a 3-node ringcache cluster (RF 2), with redis-benchmark
 //     (-t set,get,incr,mset at -P 1 and 16, 3-byte and 1 KB values),
 //     alternating the two sides of each pair round by round;
-//   - memory: RSS after loading 1M keys (16-byte keys, 100-byte values);
+//   - memory: RSS and used_memory after loading 1M keys (16-byte keys,
+//     100-byte values), 3 s after the load and once RSS has settled;
+//   - hit ratio: a cache-aside Zipf workload against redis-server and one
+//     ringcache node, both at maxmemory 40mb, per eviction policy;
 //   - failover: kill -9 of a primary under load until a write to its
 //     slots is accepted again, against a 6-node Redis Cluster with
 //     replicas at its default node timeout;
@@ -20,9 +23,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +39,7 @@ import (
 type config struct {
 	quick bool
 
-	throughput, memory, failover, scale bool
+	throughput, memory, failover, scale, hitratio bool
 
 	pairs    []string
 	tests    string
@@ -49,6 +54,14 @@ type config struct {
 	nodes    int
 
 	keys, keyLen, valueLen int
+	settle                 time.Duration // memory: how long RSS is sampled after a load
+
+	hitPolicies          []string
+	hitRequests, hitKeys int
+	hitValueLen          int
+	hitBatch             int
+	hitZipf              float64
+	hitMaxmemory         string
 
 	trials          int
 	redisTimeoutMs  int
@@ -70,12 +83,13 @@ type config struct {
 func parseFlags(args []string) (*config, error) {
 	fs := flag.NewFlagSet("suite", flag.ContinueOnError)
 	c := &config{}
-	var pairs, pipes, sizes, scaleNodes string
+	var pairs, pipes, sizes, scaleNodes, hitPols string
 	fs.BoolVar(&c.quick, "quick", false, "smoke run of a minute or two: fewer and shorter runs (explicit flags still win)")
 	fs.BoolVar(&c.throughput, "throughput", true, "run the throughput pairs")
-	fs.BoolVar(&c.memory, "memory", true, "measure RSS after a bulk load")
+	fs.BoolVar(&c.memory, "memory", true, "measure RSS and used_memory after a bulk load")
 	fs.BoolVar(&c.failover, "failover", true, "measure failover (takes minutes: a Redis Cluster trial waits out its node timeout)")
 	fs.BoolVar(&c.scale, "scale", true, "measure ringcache with 1, 3 and 5 nodes")
+	fs.BoolVar(&c.hitratio, "hitratio", true, "measure the hit ratio of a cache-aside Zipf workload at a memory limit")
 	fs.StringVar(&pairs, "pairs", "single,cluster", "throughput pairs: single (redis-server vs one node), cluster (Redis Cluster vs ringcache cluster)")
 	fs.StringVar(&c.tests, "t", "set,get,incr,mset", "redis-benchmark tests")
 	fs.StringVar(&pipes, "P", "1,16", "pipeline depths, comma separated")
@@ -90,6 +104,14 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&c.keys, "keys", 1000000, "keys loaded for the memory phase")
 	fs.IntVar(&c.keyLen, "key-size", 16, "key size in bytes for the memory phase")
 	fs.IntVar(&c.valueLen, "value-size", 100, "value size in bytes for the memory phase")
+	fs.DurationVar(&c.settle, "settle", 30*time.Second, "memory phase: sample RSS every second for this long after a load, for the settled figure (at least 8s)")
+	fs.StringVar(&hitPols, "hit-policies", "allkeys-lru,allkeys-lfu", "hit-ratio phase: maxmemory policies, comma separated ("+strings.Join(hitPolicies, ", ")+")")
+	fs.IntVar(&c.hitRequests, "hit-requests", 3000000, "hit-ratio phase: requests per pass (one warm-up pass, one measured)")
+	fs.IntVar(&c.hitKeys, "hit-keys", 1000000, "hit-ratio phase: distinct keys (key:0 .. key:N-1, ranked by popularity)")
+	fs.IntVar(&c.hitValueLen, "hit-value-size", 100, "hit-ratio phase: value size in bytes")
+	fs.IntVar(&c.hitBatch, "hit-batch", 256, "hit-ratio phase: GETs per pipelined round trip (1: one request at a time, no reordering, much slower)")
+	fs.Float64Var(&c.hitZipf, "hit-zipf", 1.01, "hit-ratio phase: Zipf exponent s, P(rank k) proportional to 1/k^s")
+	fs.StringVar(&c.hitMaxmemory, "hit-maxmemory", "40mb", "hit-ratio phase: maxmemory of both servers")
 	fs.IntVar(&c.trials, "trials", 5, "failover trials per side")
 	fs.IntVar(&c.redisTimeoutMs, "redis-node-timeout", 15000, "cluster-node-timeout (ms) of the failover Redis Cluster; 15000 is Redis's default")
 	fs.DurationVar(&c.probeInterval, "probe-interval", 10*time.Millisecond, "pause between failover write probes")
@@ -109,7 +131,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 60*time.Second, "how long a server or cluster may take to be ready")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/suite [flags]   (make bench ARGS=\"...\")\n\n"+
-			"Throughput, memory, failover and scale of ringcache beside Redis, on loopback.\n\n")
+			"Throughput, memory, failover, scale and hit ratio of ringcache beside Redis, on loopback.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -125,7 +147,7 @@ func parseFlags(args []string) (*config, error) {
 		quick := map[string]string{
 			"P": "16", "d": "3", "rounds": "2", "seconds": "0.5", "cluster-seconds": "1",
 			"calibrate-n": "10000", "keys": "100000", "trials": "1", "redis-node-timeout": "2000",
-			"scale-nodes": "1,3", "t": "set,get,incr,mset",
+			"scale-nodes": "1,3", "t": "set,get,incr,mset", "settle": "8s", "hit-requests": "300000",
 		}
 		for name, v := range quick {
 			if !set[name] {
@@ -149,6 +171,13 @@ func parseFlags(args []string) (*config, error) {
 	if c.scaleNodes, err = intList("scale-nodes", scaleNodes); err != nil {
 		return nil, err
 	}
+	for _, p := range strings.Split(hitPols, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(hitPolicies, p) {
+			return nil, fmt.Errorf("-hit-policies: %q is not one of %s", p, strings.Join(hitPolicies, ", "))
+		}
+		c.hitPolicies = append(c.hitPolicies, p)
+	}
 	for _, p := range strings.Split(pairs, ",") {
 		p = strings.TrimSpace(p)
 		if p != "single" && p != "cluster" {
@@ -164,7 +193,8 @@ func (c *config) validate() error {
 		name string
 		v    int
 	}{{"c", c.clients}, {"r", c.keyspace}, {"rounds", c.rounds}, {"calibrate-n", c.calibN},
-		{"keys", c.keys}, {"value-size", c.valueLen}, {"trials", c.trials}, {"redis-node-timeout", c.redisTimeoutMs}, {"load-workers", c.loadWorkers}} {
+		{"keys", c.keys}, {"value-size", c.valueLen}, {"trials", c.trials}, {"redis-node-timeout", c.redisTimeoutMs}, {"load-workers", c.loadWorkers},
+		{"hit-requests", c.hitRequests}, {"hit-keys", c.hitKeys}, {"hit-value-size", c.hitValueLen}, {"hit-batch", c.hitBatch}} {
 		if f.v < 1 {
 			return fmt.Errorf("-%s must be at least 1", f.name)
 		}
@@ -180,6 +210,15 @@ func (c *config) validate() error {
 	}
 	if strings.TrimSpace(c.tests) == "" || strings.TrimSpace(c.scaleTests) == "" {
 		return errors.New("-t and -scale-t must name tests")
+	}
+	if c.settle < 8*time.Second {
+		return errors.New("-settle must be at least 8s (the 3 s sample and 5 s of hold)")
+	}
+	if !(c.hitZipf > 0) || math.IsInf(c.hitZipf, 0) {
+		return errors.New("-hit-zipf must be a positive number")
+	}
+	if strings.TrimSpace(c.hitMaxmemory) == "" || c.hitMaxmemory == "0" {
+		return errors.New("-hit-maxmemory must be a memory limit, e.g. 40mb")
 	}
 	if c.name == "" || strings.ContainsRune(c.name, '/') {
 		return errors.New("-name must be a plain file name")
@@ -266,6 +305,7 @@ func suite(ctx context.Context, cfg *config) (err error) {
 	}{
 		{cfg.throughput, estThroughput(cfg), e.throughputPhase},
 		{cfg.memory, estMemory(cfg), e.memoryPhase},
+		{cfg.hitratio, estHitRatio(cfg), e.hitRatioPhase},
 		{cfg.scale, estScale(cfg), e.scalePhase},
 		{cfg.failover, estFailover(cfg), e.failoverPhase},
 	}

@@ -25,12 +25,21 @@ func TestParseFlags(t *testing.T) {
 			return slices.Equal(c.pipes, []int{1, 16}) && slices.Equal(c.sizes, []int{3, 1024}) && c.tests == "set,get,incr,mset" &&
 				c.clients == 50 && c.keyspace == 100000 && c.keys == 1000000 && c.keyLen == 16 && c.valueLen == 100 &&
 				c.trials == 5 && c.redisTimeoutMs == 15000 && slices.Equal(c.scaleNodes, []int{1, 3, 5}) &&
-				slices.Equal(c.pairs, []string{"single", "cluster"}) && c.failover && strings.HasPrefix(c.name, "run-")
+				slices.Equal(c.pairs, []string{"single", "cluster"}) && c.failover && strings.HasPrefix(c.name, "run-") &&
+				c.settle == 30*time.Second && c.hitratio && slices.Equal(c.hitPolicies, []string{"allkeys-lru", "allkeys-lfu"}) &&
+				c.hitRequests == 3000000 && c.hitKeys == 1000000 && c.hitValueLen == 100 && c.hitZipf == 1.01 && c.hitMaxmemory == "40mb"
 		}, ""},
 		{"quick", []string{"-quick"}, func(c *config) bool {
 			return slices.Equal(c.pipes, []int{16}) && slices.Equal(c.sizes, []int{3}) && c.rounds == 2 && c.keys == 100000 &&
-				c.trials == 1 && c.redisTimeoutMs == 2000 && strings.HasPrefix(c.name, "quick-")
+				c.trials == 1 && c.redisTimeoutMs == 2000 && strings.HasPrefix(c.name, "quick-") &&
+				c.settle == 8*time.Second && c.hitRequests == 300000
 		}, ""},
+		{"hit-ratio flags", []string{"-hitratio=false", "-hit-policies", "allkeys-lfu, allkeys-random", "-hit-requests", "1000"}, func(c *config) bool {
+			return !c.hitratio && slices.Equal(c.hitPolicies, []string{"allkeys-lfu", "allkeys-random"}) && c.hitRequests == 1000
+		}, ""},
+		{"bad policy", []string{"-hit-policies", "allkeys-lru,volatile-lru"}, nil, `"volatile-lru" is not one of`},
+		{"short settle", []string{"-settle", "5s"}, nil, "-settle"},
+		{"bad zipf", []string{"-hit-zipf", "0"}, nil, "-hit-zipf"},
 		{"quick keeps explicit flags", []string{"-quick", "-P", "1,4", "-trials", "3", "-name", "x"}, func(c *config) bool {
 			return slices.Equal(c.pipes, []int{1, 4}) && c.trials == 3 && c.name == "x" && slices.Equal(c.sizes, []int{3})
 		}, ""},
@@ -175,8 +184,17 @@ func sampleResults(t *testing.T) *results {
 			{pair: "cluster", sides: [2]string{"Redis Cluster 3 masters", "ringcache 3 nodes"}, pipeline: 1, size: 1024, requests: map[string]int{"SET": 1000},
 				rows: []harness.Row{row("SET", 200000, 50000)}, tickBias: 0.05},
 		},
-		mem: []memResult{{name: "redis-server", nodes: 1, copies: 1, before: 10240, after: 10240 + 195312, keys: 1000000},
-			{name: "ringcache, 3 nodes RF 2", nodes: 3, copies: 2, before: 60000, after: 60000 + 976562, keys: 1000000}},
+		mem: []memResult{{name: "redis-server", nodes: 1, copies: 1, before: 10240, after: 10240 + 195312, keys: 1000000,
+			settled: 10240 + 195312, settledAt: time.Second, settledOK: true, usedBefore: 1000000, usedAfter: 181000000, usedSettled: 181000000},
+			{name: "ringcache, 3 nodes RF 2", nodes: 3, copies: 2, before: 60000, after: 60000 + 976562, keys: 1000000,
+				settled: 60000 + 781250, settledAt: 21 * time.Second, settledOK: true, usedBefore: 0, usedAfter: 330000000, usedSettled: 320000000},
+			{name: "ringcache, 1 node", nodes: 1, copies: 1, before: 16000, after: 16000 + 700000, keys: 1000000,
+				settled: 16000 + 690000, settledAt: 30 * time.Second, settledOK: false, usedBefore: -1, usedAfter: 165000000, usedSettled: 165000000}},
+		hit: []*hitResult{{policy: "allkeys-lru", sides: [2]hitSide{
+			{name: "redis", warm: passResult{requests: 1000, hits: 800}, measure: passResult{requests: 1000, hits: 870, misses: 130, repeatMisses: 2, took: 2 * time.Second},
+				keys: 230000, usedMemory: 41943040, evicted: 500000, rssKiB: 45056, bound: 0.9},
+			{name: "ringcache", warm: passResult{requests: 1000, hits: 790}, measure: passResult{requests: 1000, hits: 860, misses: 140, setErrors: 3, lastError: "SET: OOM", took: 3 * time.Second},
+				keys: 210000, usedMemory: -1, evicted: 510000, rssKiB: -1, bound: 0.89}}}},
 		fail: []*failResult{{name: "ringcache, 3 nodes RF 2", detail: "defaults", times: []time.Duration{1500 * time.Millisecond, 1400 * time.Millisecond, 1600 * time.Millisecond},
 			lastErr: []string{"MOVED 1 a", "MOVED 1 a", "TRYAGAIN"}}},
 		scale: &scaleResult{sizes: []int{1, 3}, n: map[string]int{"SET": 5000}, rows: []harness.Row{row("SET", 100000, 80000)}},
@@ -197,8 +215,14 @@ func TestReport(t *testing.T) {
 		"| SET | 16 | 3 | 1000 | 400,000 | 100,000 | 0.25 | 0.23..0.28 | 0.500 | 0.700 | 1.000 | n/a |",
 		"### ringcache 3 nodes vs Redis Cluster 3 masters",
 		"up to 5% in the shortest run",
-		"| redis-server | 1 | 1 | 10.0 | 200.7 | 200 | 200 |",
-		"| ringcache, 3 nodes RF 2 | 3 | 2 | 58.6 | 1012.3 | 1000 | 500 |",
+		"| redis-server | 1 | 1 | 10.0 | 200.7 | 200.7 | 1 s | 200 | 200 | 200 | 200 | 180 | 180 |",
+		"| ringcache, 3 nodes RF 2 | 3 | 2 | 58.6 | 1012.3 | 821.5 | 21 s | 1000 | 800 | 500 | 400 | 165 | 160 |",
+		"| ringcache, 1 node | 1 | 1 | 15.6 | 699.2 | 689.5 | not (30 s) | 717 | 707 | 717 | 707 | n/a | n/a |",
+		"## Hit ratio",
+		"| allkeys-lru | 0.8700 | 0.8600 | 230000 | 210000 | 0.9000 | 0.8900 | 0.9667 | 0.9663 |",
+		"| allkeys-lru | redis | 0.8000 | 870 / 1000 | 2 | 40.0 | 44.0 | 500000 | 0 | 0 |  | 2.00 |",
+		"| allkeys-lru | ringcache | 0.7900 | 860 / 1000 | 0 | n/a | n/a | 510000 | 3 | 0 | SET: OOM | 3.00 |",
+		"(sample-hitratio.svg)",
 		"**On 2 cores this shows overhead, not speed-up**",
 		"| SET | 5000 | 100,000 | 80,000 | 0.80 |",
 		"| ringcache, 3 nodes RF 2 | defaults | 3 | 1.50 | 1.40 | 1.60 | 1.50, 1.40, 1.60 | MOVED 1 a |",
@@ -214,7 +238,7 @@ func TestReport(t *testing.T) {
 	for _, c := range charts {
 		files = append(files, c.file)
 	}
-	wantFiles := []string{"ops-single.svg", "ratio-single.svg", "ops-cluster.svg", "ratio-cluster.svg", "memory.svg", "failover.svg", "scale.svg"}
+	wantFiles := []string{"ops-single.svg", "ratio-single.svg", "ops-cluster.svg", "ratio-cluster.svg", "memory.svg", "hitratio.svg", "failover.svg", "scale.svg"}
 	if !slices.Equal(files, wantFiles) {
 		t.Errorf("charts %q, want %q", files, wantFiles)
 	}
@@ -236,6 +260,15 @@ func TestReport(t *testing.T) {
 		{"throughput", "single", "16", "3", "SET", "ringcache", "p99_ms", ""},
 		{"throughput", "cluster", "1", "1024", "SET", "ringcache/redis", "ratio", "0.25"},
 		{"memory", "redis-server", "", "", "", "redis-server", "bytes_per_key", "199.999488"},
+		{"memory", "ringcache, 3 nodes RF 2", "", "", "", "ringcache, 3 nodes RF 2", "bytes_per_key_per_copy_settled", "400"},
+		{"memory", "ringcache, 3 nodes RF 2", "", "", "", "ringcache, 3 nodes RF 2", "used_memory_per_key_per_copy_settled", "160"},
+		{"memory", "ringcache, 1 node", "", "", "", "ringcache, 1 node", "settled", "0"},
+		{"memory", "ringcache, 1 node", "", "", "", "ringcache, 1 node", "used_memory_before", ""},
+		{"hitratio", "allkeys-lru", "", "", "zipf 1.01, 1000000 keys", "redis", "hit_ratio", "0.87"},
+		{"hitratio", "allkeys-lru", "", "", "zipf 1.01, 1000000 keys", "ringcache", "topk_mass", "0.89"},
+		{"hitratio", "allkeys-lru", "", "", "zipf 1.01, 1000000 keys", "ringcache", "used_memory", ""},
+		{"hitratio", "allkeys-lru", "", "", "zipf 1.01, 1000000 keys", "redis", "rss_kib", "45056"},
+		{"hitratio", "allkeys-lru", "", "", "zipf 1.01, 1000000 keys", "ringcache", "errors", "3"},
 		{"scale", "ringcache", "16", "3", "SET", "ringcache 3 node(s)", "ops_s", "80000"},
 		{"failover", "defaults", "", "", "trial 2", "ringcache, 3 nodes RF 2", "seconds", "1.4"},
 	} {

@@ -24,6 +24,7 @@ type results struct {
 	mem                                   []memResult
 	fail                                  []*failResult
 	scale                                 *scaleResult
+	hit                                   []*hitResult
 }
 
 // estimate is the planned duration of the whole run, in seconds.
@@ -32,7 +33,8 @@ func estimate(c *config) float64 {
 	for _, ph := range []struct {
 		on  bool
 		est float64
-	}{{c.throughput, estThroughput(c)}, {c.memory, estMemory(c)}, {c.failover, estFailover(c)}, {c.scale, estScale(c)}} {
+	}{{c.throughput, estThroughput(c)}, {c.memory, estMemory(c)}, {c.failover, estFailover(c)}, {c.scale, estScale(c)},
+		{c.hitratio, estHitRatio(c)}} {
 		if ph.on {
 			t += ph.est
 		}
@@ -119,14 +121,31 @@ func (r *results) charts() ([]namedChart, error) {
 	}
 	if len(r.mem) > 0 {
 		var cats []string
-		var v []float64
+		series := []harness.BarSeries{{Name: "RSS, 3 s after the load"}, {Name: "RSS, settled"}, {Name: "used_memory, settled"}}
 		for _, m := range r.mem {
 			cats = append(cats, wrap(m.name))
-			v = append(v, m.bytesPerKey())
+			cp := float64(m.copies)
+			series[0].Values = append(series[0].Values, m.bytesPerKey()/cp)
+			series[1].Values = append(series[1].Values, m.settledPerKey()/cp)
+			series[2].Values = append(series[2].Values, m.usedSettledPerKey()/cp)
 		}
-		out = append(out, namedChart{file: "memory.svg", caption: "RSS growth per loaded key (all copies)",
-			chart: harness.BarChart{Title: fmt.Sprintf("bytes of RSS per key (%d keys, %d-byte values)", r.cfg.keys, r.cfg.valueLen),
-				YLabel: "bytes/key", Categories: cats, Series: []harness.BarSeries{{Values: v}}}})
+		out = append(out, namedChart{file: "memory.svg", caption: "RSS and used_memory growth per loaded key and copy",
+			chart: harness.BarChart{Title: fmt.Sprintf("bytes per key and copy (%d keys, %d-byte values)", r.cfg.keys, r.cfg.valueLen),
+				YLabel: "bytes/key/copy", Categories: cats, Series: series, Headroom: 0.3}})
+	}
+	if len(r.hit) > 0 {
+		var cats []string
+		series := []harness.BarSeries{{Name: "hit ratio (measured pass)"}, {Name: "bound: top-K mass, K = the keys it held"}}
+		for _, h := range r.hit {
+			for _, sd := range h.sides {
+				cats = append(cats, h.policy+"\n"+sd.name)
+				series[0].Values = append(series[0].Values, sd.measure.ratio())
+				series[1].Values = append(series[1].Values, sd.bound)
+			}
+		}
+		out = append(out, namedChart{file: "hitratio.svg", caption: "hit ratio of the measured pass, and the top-K mass of the key count each held",
+			chart: harness.BarChart{Title: fmt.Sprintf("cache-aside hit ratio, Zipf %g over %d keys, maxmemory %s", r.cfg.hitZipf, r.cfg.hitKeys, r.cfg.hitMaxmemory),
+				YLabel: "hit ratio", Categories: cats, Series: series, Headroom: 0.3}})
 	}
 	if len(r.fail) > 0 && len(r.fail[0].times) > 0 {
 		var cats []string
@@ -192,6 +211,20 @@ func f2(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
+func f0(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
+}
+
+func f4(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 4, 64)
+}
+
 func f3(v float64) string {
 	if math.IsNaN(v) {
 		return "n/a"
@@ -255,16 +288,33 @@ func (r *results) markdown(w *strings.Builder, charts []namedChart) {
 	}
 	if len(r.mem) > 0 {
 		w.WriteString("## Memory\n\n")
-		fmt.Fprintf(w, "VmRSS summed over each deployment's processes, on a fresh deployment before and 3 s after loading %d keys (%d-byte keys, %d-byte values) with a pipelined client; "+
-			"bytes/key = RSS growth / keys, so with replication factor 2 it counts both copies. Raw data: %.1f MB (%d bytes per key and value).\n\n",
-			c.keys, c.keyLen, c.valueLen, float64(c.keys*(c.keyLen+c.valueLen))/1e6, c.keyLen+c.valueLen)
+		fmt.Fprintf(w, "VmRSS summed over each deployment's processes, on a fresh deployment before and after loading %d keys (%d-byte keys, %d-byte values) with a pipelined client, "+
+			"sampled every second for %v after the load: *+3 s* is the sample 3 s after it, *settled* the first sample that at least %d later ones follow "+
+			"and that no later sample undercuts by more than %.0f%% (a node on disk gives memory back some 20 s after its last write). "+
+			"bytes/key = growth / keys, so with replication factor 2 it counts both copies; /copy divides by the copies. "+
+			"used_memory is INFO memory's, summed over the processes, at the same moments (what maxmemory limits, plus for ringcache the writes not yet persisted). "+
+			"Raw data: %.1f MB (%d bytes per key and value).\n\n",
+			c.keys, c.keyLen, c.valueLen, c.settle, memSettleHold, 100*memSettleTol, float64(c.keys*(c.keyLen+c.valueLen))/1e6, c.keyLen+c.valueLen)
 		var rows [][]string
 		for _, m := range r.mem {
+			cp := float64(m.copies)
+			at := fmt.Sprintf("%.0f s", m.settledAt.Seconds())
+			if !m.settledOK {
+				at = "not (" + at + ")"
+			}
 			rows = append(rows, []string{m.name, strconv.Itoa(m.nodes), strconv.Itoa(m.copies), fmt.Sprintf("%.1f", float64(m.before)/1024),
-				fmt.Sprintf("%.1f", float64(m.after)/1024), fmt.Sprintf("%.0f", m.bytesPerKey()), fmt.Sprintf("%.0f", m.bytesPerKey()/float64(m.copies))})
+				fmt.Sprintf("%.1f", float64(m.after)/1024), fmt.Sprintf("%.1f", float64(m.settled)/1024), at,
+				f0(m.bytesPerKey()), f0(m.settledPerKey()), f0(m.bytesPerKey() / cp), f0(m.settledPerKey() / cp),
+				f0(m.usedPerKey() / cp), f0(m.usedSettledPerKey() / cp)})
 		}
-		mdTable(w, []string{"deployment", "processes", "copies", "RSS before MB", "RSS after MB", "bytes/key", "bytes/key/copy"}, rows)
+		mdTable(w, []string{"deployment", "processes", "copies", "RSS before MB", "RSS +3 s MB", "RSS settled MB", "settled at",
+			"bytes/key +3 s", "bytes/key settled", "bytes/key/copy +3 s", "bytes/key/copy settled",
+			"used_memory bytes/key/copy +3 s", "used_memory bytes/key/copy settled"}, rows)
 		chartLinks("memory")
+	}
+	if len(r.hit) > 0 {
+		r.hitMarkdown(w)
+		chartLinks("hitratio")
 	}
 	if len(r.scale.rowsOrNil()) > 0 {
 		w.WriteString("## Scale\n\n")
@@ -372,10 +422,41 @@ func (r *results) csv(w io.Writer) error {
 		}
 	}
 	for _, m := range r.mem {
+		cp := float64(m.copies)
 		row("memory", m.name, 0, 0, "", m.name, "rss_before_kib", float64(m.before))
 		row("memory", m.name, 0, 0, "", m.name, "rss_after_kib", float64(m.after))
 		row("memory", m.name, 0, 0, "", m.name, "bytes_per_key", m.bytesPerKey())
-		row("memory", m.name, 0, 0, "", m.name, "copies", float64(m.copies))
+		row("memory", m.name, 0, 0, "", m.name, "copies", cp)
+		row("memory", m.name, 0, 0, "", m.name, "rss_settled_kib", float64(m.settled))
+		row("memory", m.name, 0, 0, "", m.name, "settled_after_s", m.settledAt.Seconds())
+		row("memory", m.name, 0, 0, "", m.name, "settled", boolFloat(m.settledOK))
+		row("memory", m.name, 0, 0, "", m.name, "bytes_per_key_settled", m.settledPerKey())
+		row("memory", m.name, 0, 0, "", m.name, "bytes_per_key_per_copy", m.bytesPerKey()/cp)
+		row("memory", m.name, 0, 0, "", m.name, "bytes_per_key_per_copy_settled", m.settledPerKey()/cp)
+		row("memory", m.name, 0, 0, "", m.name, "used_memory_before", known(m.usedBefore))
+		row("memory", m.name, 0, 0, "", m.name, "used_memory_after", known(m.usedAfter))
+		row("memory", m.name, 0, 0, "", m.name, "used_memory_settled", known(m.usedSettled))
+		row("memory", m.name, 0, 0, "", m.name, "used_memory_per_key_per_copy", m.usedPerKey()/cp)
+		row("memory", m.name, 0, 0, "", m.name, "used_memory_per_key_per_copy_settled", m.usedSettledPerKey()/cp)
+	}
+	for _, h := range r.hit {
+		test := fmt.Sprintf("zipf %g, %d keys", r.cfg.hitZipf, r.cfg.hitKeys)
+		for _, sd := range h.sides {
+			m := sd.measure
+			row("hitratio", h.policy, 0, 0, test, sd.name, "hit_ratio", m.ratio())
+			row("hitratio", h.policy, 0, 0, test, sd.name, "warmup_hit_ratio", sd.warm.ratio())
+			row("hitratio", h.policy, 0, 0, test, sd.name, "requests", float64(m.requests))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "hits", float64(m.hits))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "repeat_misses", float64(m.repeatMisses))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "errors", float64(m.getErrors+m.setErrors+sd.warm.getErrors+sd.warm.setErrors))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "wrong_replies", float64(m.wrong+sd.warm.wrong))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "keys", known(sd.keys))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "used_memory", known(sd.usedMemory))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "evicted_keys", known(sd.evicted))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "rss_kib", known(sd.rssKiB))
+			row("hitratio", h.policy, 0, 0, test, sd.name, "topk_mass", sd.bound)
+			row("hitratio", h.policy, 0, 0, test, sd.name, "pass_seconds", m.took.Seconds())
+		}
 	}
 	if r.scale != nil {
 		for _, x := range r.scale.rows {
@@ -394,4 +475,72 @@ func (r *results) csv(w io.Writer) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// known is v as a float, NaN (an empty CSV cell) for -1, unknown.
+func known(v int64) float64 {
+	if v < 0 {
+		return math.NaN()
+	}
+	return float64(v)
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// hitMarkdown writes the hit-ratio section.
+func (r *results) hitMarkdown(w *strings.Builder) {
+	c := r.cfg
+	w.WriteString("## Hit ratio\n\n")
+	fmt.Fprintf(w, "A cache-aside client (GET key; on a miss SET key to a %d-byte value) over one connection against a fresh redis-server "+
+		"(`--maxmemory %s --maxmemory-policy <p> --save '' --appendonly no`) and a fresh ringcache node on disk (`--maxmemory %s --maxmemory-policy <p>`), "+
+		"one after the other for each policy. Keys key:0 .. key:%d, requested with Zipf probabilities P(rank k) ∝ 1/k^%g (key:0 the most popular). "+
+		"A warm-up pass of %d requests (seed %d), then the measured pass of %d requests (seed %d): the same streams for every system and policy. "+
+		"GETs go in pipelined batches of %d; the SETs for a batch's misses go out with the next batch's GETs, so within a batch a key that misses twice "+
+		"misses both times (*repeat misses*: at most that much hit ratio lost to pipelining). "+
+		"*keys* is DBSIZE after the measured pass; used_memory (INFO), RSS (VmRSS) and evicted_keys are read then too. The *bound* is the probability mass of the K most popular keys: the hit ratio of a cache that always "+
+		"holds exactly those K keys, which no online policy holding K keys beats on a stream of independent requests.\n\n",
+		c.hitValueLen, c.hitMaxmemory, c.hitMaxmemory, c.hitKeys-1, c.hitZipf, c.hitRequests, hitWarmSeed, c.hitRequests, hitMeasureSeed, c.hitBatch)
+	var rows [][]string
+	for _, h := range r.hit {
+		rd, rc := h.sides[0], h.sides[1]
+		rows = append(rows, []string{h.policy, f4(rd.measure.ratio()), f4(rc.measure.ratio()), i64(rd.keys), i64(rc.keys),
+			f4(rd.bound), f4(rc.bound), f4(harness.Ratio(rd.measure.ratio(), rd.bound)), f4(harness.Ratio(rc.measure.ratio(), rc.bound))})
+	}
+	mdTable(w, []string{"policy", "Redis hit ratio", "ringcache hit ratio", "Redis keys", "ringcache keys",
+		"bound, K = Redis keys", "bound, K = ringcache keys", "Redis / its bound", "ringcache / its bound"}, rows)
+	rows = nil
+	for _, h := range r.hit {
+		for _, sd := range h.sides {
+			m := sd.measure
+			errs := m.getErrors + m.setErrors + sd.warm.getErrors + sd.warm.setErrors
+			last := m.lastError
+			if last == "" {
+				last = sd.warm.lastError
+			}
+			rows = append(rows, []string{h.policy, sd.name, f4(sd.warm.ratio()), strconv.FormatInt(m.hits, 10) + " / " + strconv.FormatInt(m.requests, 10),
+				strconv.FormatInt(m.repeatMisses, 10), mb(sd.usedMemory), mb(sd.rssKiB << 10), i64(sd.evicted),
+				strconv.FormatInt(errs, 10), strconv.FormatInt(m.wrong+sd.warm.wrong, 10), last, f2(m.took.Seconds())})
+		}
+	}
+	mdTable(w, []string{"policy", "system", "warm-up hit ratio", "hits / requests", "repeat misses", "used_memory MB", "RSS MB", "evicted keys",
+		"error replies", "wrong replies", "last error", "measured pass s"}, rows)
+}
+
+func i64(v int64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return strconv.FormatInt(v, 10)
+}
+
+func mb(v int64) string {
+	if v < 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f", float64(v)/(1<<20))
 }

@@ -49,13 +49,14 @@ func (d *deployment) checkAlive() error {
 	return nil
 }
 
-func (e *env) startRedis(ctx context.Context, dirName string) (*deployment, error) {
+// startRedis starts one redis-server (RedisArgs, then extra).
+func (e *env) startRedis(ctx context.Context, dirName string, extra ...string) (*deployment, error) {
 	dir, err := e.ws.Dir(dirName)
 	if err != nil {
 		return nil, err
 	}
 	srv, err := e.ws.StartReady(ctx, startAttempts, e.cfg.readyTimeout, func(port int) harness.ServerSpec {
-		return harness.ServerSpec{Name: "redis", Path: e.redisBin, Args: harness.RedisArgs(port), Dir: dir, Port: port}
+		return harness.ServerSpec{Name: "redis", Path: e.redisBin, Args: append(harness.RedisArgs(port), extra...), Dir: dir, Port: port}
 	})
 	if err != nil {
 		return nil, err
@@ -97,13 +98,14 @@ func (e *env) startRedisCluster(ctx context.Context, dirName string, n, replicas
 }
 
 // startRingcache starts an n-node ringcache cluster (n may be 1), nodes
-// 2..n joining the first, with RF 2 (or -ringcache-args), and waits until
-// every node lists all of them with slots and, with n > 1, until every
-// node is active with its slots in sync on their replicas.
-func (e *env) startRingcache(ctx context.Context, dirName string, n int) (*deployment, error) {
+// 2..n joining the first, with RF 2 (or -ringcache-args), then flags
+// (a phase's own, which win over -ringcache-args), and waits until every
+// node lists all of them with slots and, with n > 1, until every node is
+// active with its slots in sync on their replicas.
+func (e *env) startRingcache(ctx context.Context, dirName string, n int, flags ...string) (*deployment, error) {
 	var nodes []*harness.Server
 	join := ""
-	extra := append([]string{"--replication-factor", "2"}, e.rcExtra...)
+	extra := append(append([]string{"--replication-factor", "2"}, e.rcExtra...), flags...)
 	for i := range n {
 		dir, err := e.ws.Dir(filepath.Join(dirName, fmt.Sprintf("node-%d", i+1)))
 		if err != nil {
