@@ -464,6 +464,7 @@ func (r *Replicator) watch(p *Placement) {
 		r.primaryOf[s].Store(isPrimary)
 		// Only a slot's primary evicts, so that its copies hold the same keys.
 		r.store.SetEvictable(slot, isPrimary)
+		r.store.SetReplicated(slot, len(p.Ring().Preference(slot)) > 1)
 	}
 	r.countFeeders(p)
 	r.mu.Lock()

@@ -105,6 +105,7 @@ func (c *committer) run() {
 			c.collect(p)
 		case r := <-c.p.results:
 			c.p.finished(r)
+			c.publishMemory()
 		case w := <-c.s.flushCh:
 			c.p.addWaiter(w)
 		case <-c.p.timer.C:
@@ -271,10 +272,10 @@ func (c *committer) evict(b *batch) {
 }
 
 // tombstoneBudget is the share of maxmemory that tombstones may take
-// before the oldest are dropped ahead of their TombstoneTTL: evictions and
-// deletions leave a tombstone each, and under a flood of writes at the
-// limit they would otherwise crowd out live keys.
-const tombstoneBudget = 16
+// before the oldest are dropped ahead of their TombstoneTTL: evictions (in
+// replicated slots) and deletions leave a tombstone each, and under a
+// flood of writes at the limit they would otherwise crowd out live keys.
+const tombstoneBudget = 32
 
 // trimTombstones forgets tombstones older than TombstoneTTL, and the
 // oldest beyond the budget.
@@ -323,7 +324,17 @@ func (c *committer) index(b *batch) {
 		}
 	}
 	if b.evicted {
-		apply(c.evictions.muts)
+		for i := range c.evictions.muts {
+			m := &c.evictions.muts[i]
+			if s.replicated[m.Slot].Load() {
+				c.set(m.Slot, m.Key, &m.Rec, keep)
+				continue
+			}
+			// No other copy of the slot: nothing a tombstone would order.
+			if old, ok := s.index.remove(m.Slot, m.Key); ok {
+				s.addCount(m.Slot, countChange(old, true, Record{Tombstone: true}))
+			}
+		}
 	}
 	for _, p := range b.pendings {
 		apply(p.muts)

@@ -112,10 +112,12 @@ type memoryState struct {
 	evicted atomic.Int64
 }
 
-// The access field of a block (block.go): with an LRU policy, or none,
+// The access word of a key (keytable.go): with an LRU policy, or none,
 // the time of the last access in 10 ms units (wrapping after 497 days);
 // with an LFU policy, Redis's logarithmic counter in the low 8 bits and
-// the minute it was last decremented above them.
+// the second of the last access above them (24 bits, wrapping after 194
+// days; Redis keeps minutes): the decay counts minutes from it, and among
+// keys of equal counters eviction takes the one idle longest.
 const (
 	lruUnit    = 10 * time.Millisecond
 	lfuInitVal = 5
@@ -127,7 +129,7 @@ const (
 var (
 	processStart = time.Now()
 	clockLRU     atomic.Uint32
-	clockMinutes atomic.Uint32
+	clockSeconds atomic.Uint32
 	clockOnce    sync.Once
 )
 
@@ -136,7 +138,7 @@ func startClocks() {
 	clockOnce.Do(func() {
 		tick := func() {
 			clockLRU.Store(uint32(time.Since(processStart) / lruUnit))
-			clockMinutes.Store(uint32(time.Now().Unix()/60) & (1<<24 - 1))
+			clockSeconds.Store(uint32(time.Now().Unix()) & (1<<24 - 1))
 		}
 		tick()
 		go func() {
@@ -150,22 +152,25 @@ func startClocks() {
 // lruClock is now in lruUnits.
 func lruClock() uint32 { return clockLRU.Load() }
 
-// lfuMinutes is now in minutes, 24 bits.
-func lfuMinutes() uint32 { return clockMinutes.Load() }
+// lfuSeconds is now in seconds, 24 bits.
+func lfuSeconds() uint32 { return clockSeconds.Load() }
+
+// lfuIdle is how many seconds ago a key with LFU access word a was last
+// used.
+func lfuIdle(a uint32) uint32 { return (lfuSeconds() - a>>8) & (1<<24 - 1) }
 
 // lruIdle is how long ago, in lruUnits, a block with access value a was
 // last used.
 func lruIdle(a uint32) uint32 { return lruClock() - a }
 
 // lfuDecayed is the LFU counter of access value a after the decay that
-// the minutes since it was last decremented call for.
+// the minutes since it was last used call for (one per decayTime).
 func lfuDecayed(a uint32, decayTime int) uint32 {
 	counter := a & 0xff
 	if decayTime <= 0 {
 		return counter
 	}
-	elapsed := (lfuMinutes() - a>>8) & (1<<24 - 1)
-	periods := elapsed / uint32(decayTime)
+	periods := lfuIdle(a) / (60 * uint32(decayTime))
 	if periods >= counter {
 		return 0
 	}
@@ -194,7 +199,7 @@ func (s *Store) newAccess(rec *Record) uint32 {
 		return uint32(time.Now().Unix())
 	}
 	if s.mem.cfg.Load().Policy.lfu() {
-		return lfuMinutes()<<8 | lfuInitVal
+		return lfuSeconds()<<8 | lfuInitVal
 	}
 	return lruClock()
 }
@@ -216,7 +221,7 @@ func (s *Store) touch(w *uint32) {
 	for {
 		old := atomic.LoadUint32(w)
 		c := lfuIncr(lfuDecayed(old, cfg.LFUDecayTime), cfg.LFULogFactor)
-		nv := lfuMinutes()<<8 | c
+		nv := lfuSeconds()<<8 | c
 		if nv == old || atomic.CompareAndSwapUint32(w, old, nv) {
 			return
 		}
@@ -296,9 +301,9 @@ func (s *Store) peek(slot uint16, key []byte, fn func(b block, access *uint32)) 
 
 func blockSizeOf(n int) int { return arena.BlockSize(n) }
 
-// tableBytesPerKey is what a key costs its table on average (15-22 bytes,
+// tableBytesPerKey is what a key costs its table on average (14-18 bytes,
 // keytable.go).
-const tableBytesPerKey = 18
+const tableBytesPerKey = 16
 
 // SetMemoryConfig replaces the memory limit and policy. A lower limit is
 // enforced by the next eviction (at the latest within ExpiryInterval).
@@ -326,6 +331,16 @@ func (s *Store) SetEvictionDemand(n int64) { s.mem.demand.Store(max(n, 0)) }
 func (s *Store) SetEvictable(slot uint16, ok bool) {
 	if slot < SlotCount {
 		s.notEvictable[slot].Store(!ok)
+	}
+}
+
+// SetReplicated says whether slot has copies on other nodes. An eviction
+// in a slot that has leaves a tombstone (its deletion is replicated, and a
+// late older copy must not bring the key back); in one that has not, the
+// key just goes. No slot is replicated until told otherwise.
+func (s *Store) SetReplicated(slot uint16, ok bool) {
+	if slot < SlotCount {
+		s.replicated[slot].Store(ok)
 	}
 }
 
@@ -468,7 +483,7 @@ func (tx *Tx) evictStep(need int64) (freed int64, keys int) {
 		tomb := Record{Version: c.hlc.next(tx.now), Tombstone: true}
 		tx.put(slot, k, tomb)
 		freed += int64(blockSizeOf(n))
-		if tc := int64(blockSizeOf(blockLen(len(k), &tomb))) + int64(unsafe.Sizeof(tombstoneRef{})); tombRoom >= tc {
+		if tc := int64(blockSizeOf(blockLen(len(k), &tomb))) + int64(unsafe.Sizeof(tombstoneRef{})); s.replicated[slot].Load() && tombRoom >= tc {
 			freed -= tc
 			tombRoom -= tc
 		}
@@ -523,7 +538,9 @@ func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, block, bool) {
 		case cfg.Policy == VolatileTTL:
 			score = math.MaxUint64 - uint64(blockAt(s.index.a, t.slots[i]).expireAt())
 		case cfg.Policy.lfu():
-			score = 255 - uint64(lfuDecayed(atomic.LoadUint32(&t.access[i]), cfg.LFUDecayTime))
+			// The counter first; then the longest idle.
+			a := atomic.LoadUint32(&t.access[i])
+			score = (255-uint64(lfuDecayed(a, cfg.LFUDecayTime)))<<24 | uint64(lfuIdle(a))
 		default:
 			score = uint64(lruIdle(atomic.LoadUint32(&t.access[i])))
 		}
@@ -610,16 +627,26 @@ func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, t *key
 		if t.n == t.tombs || s.notEvictable[slot].Load() {
 			continue
 		}
+		// Each sample is a run of up to sampleRun keys from a random
+		// position: neighbouring table slots share cache lines, so a run
+		// costs about what one key does, and the pool sees more.
 		size := len(t.slots)
 		i := rand.IntN(size)
-		for scanned := 0; scanned < size && got < n; scanned++ {
+		found := 0
+		for scanned := 0; scanned < size && scanned < 2*sampleRun && found < sampleRun; scanned++ {
 			if ts := t.slots[i]; ts != 0 && ts&slotTomb == 0 {
 				fn(slot, t, i)
-				got++
+				found++
 			}
 			if i++; i == size {
 				i = 0
 			}
 		}
+		if found > 0 {
+			got++
+		}
 	}
 }
+
+// sampleRun is how many neighbouring keys one sample takes.
+const sampleRun = 8

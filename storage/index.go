@@ -164,6 +164,22 @@ func (ix *memIndex) removeAt(slot uint16, s *memShard, i int) {
 	ix.a.Free(slotRef(ts), n)
 }
 
+// remove forgets (slot, key) without a trace (no tombstone) and returns
+// the record it held, without its value.
+func (ix *memIndex) remove(slot uint16, key []byte) (Record, bool) {
+	s := ix.shard(slot)
+	i := s.t.find(ix.a, key, keyTag(slot, key))
+	if i < 0 {
+		return Record{}, false
+	}
+	rec := blockAt(ix.a, s.t.slots[i]).record()
+	rec.Value = nil
+	s.mu.Lock()
+	ix.removeAt(slot, s, i)
+	s.mu.Unlock()
+	return rec, true
+}
+
 // forgetTombstone removes the tombstone of version v of a key of slot
 // whose tag is tag, if the index still holds it (the key may have been
 // written again since, or its slot dropped).

@@ -24,8 +24,8 @@ import (
 // A key's home slot is derived from its tag alone (tag*size >> 23), so
 // that growing, shrinking and backward shifts never read a block; lookups
 // read one only when the tag matches (a false match is about one in 8M per
-// probe). Tables grow by half when 4/5 full and shrink when under 1/4, so
-// a table costs 15-22 bytes per key. Not safe for concurrent use: memShard
+// probe). Tables grow by a quarter when 85% full and shrink when under
+// 1/4, so a table costs 14-18 bytes per key. Not safe for concurrent use: memShard
 // locks it.
 type keyTable struct {
 	mem    arena.Ref // the slots' and access words' block, 0 with none
@@ -115,8 +115,8 @@ func (t *keyTable) put(a *arena.Arena, key []byte, tag uint64, ref arena.Ref, to
 		}
 		return old
 	}
-	if (t.n+1)*5 > len(t.slots)*4 {
-		t.resize(a, max(minTableSize, len(t.slots)*3/2))
+	if (t.n+1)*20 > len(t.slots)*17 {
+		t.resize(a, max(minTableSize, len(t.slots)*5/4+1))
 	}
 	t.insert(ns, access)
 	t.n++
@@ -171,8 +171,8 @@ func (t *keyTable) removeAt(a *arena.Arena, i int) {
 	}
 }
 
-// tableSize is a size that holds n slots about 2/3 full.
-func tableSize(n int) int { return max(minTableSize, n*3/2+1) }
+// tableSize is a size that holds n slots about 3/4 full.
+func tableSize(n int) int { return max(minTableSize, n*4/3+1) }
 
 // resize moves every slot into a table of size slots (0: no memory).
 func (t *keyTable) resize(a *arena.Arena, size int) {

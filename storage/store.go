@@ -122,7 +122,10 @@ type Store struct {
 	// notEvictable marks the slots whose keys this node must not evict
 	// (SetEvictable).
 	notEvictable [SlotCount]atomic.Bool
-	onEvict      atomic.Pointer[func(muts []Mutation)]
+	// replicated marks the slots with copies on other nodes
+	// (SetReplicated).
+	replicated [SlotCount]atomic.Bool
+	onEvict    atomic.Pointer[func(muts []Mutation)]
 	// expiryBytes and persistBytes are the memory of the expiry queue and
 	// of the writes not yet in Badger, published by the committer.
 	expiryBytes, persistBytes atomic.Int64
