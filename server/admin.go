@@ -328,7 +328,7 @@ func (s *Server) memoryInfo(ms *runtime.MemStats) [][2]string {
 		{"allocator_frag_ratio", fmt.Sprintf("%.2f", ratio(m.stats.Mapped, m.stats.Keyspace))},
 		{"mem_fragmentation_ratio", fmt.Sprintf("%.2f", ratio(m.rss, m.used))},
 		{"mem_fragmentation_bytes", i(m.rss - m.used)},
-		{"mem_not_counted_for_evict", i(m.stats.Unpersisted)},
+		{"mem_not_counted_for_evict", i(m.stats.Persistence)},
 		{"mem_aof_buffer", i(m.stats.Unpersisted)},
 		{"mem_allocator", "ringcache-arena"},
 		{"ringcache_keyspace_bytes", i(m.stats.Keyspace)},

@@ -83,7 +83,7 @@ func (s *Server) memoryStats() resp.Value {
 		kv("replication.backlog", resp.Int(0)),
 		kv("clients.slaves", resp.Int(0)),
 		kv("clients.normal", resp.Int(0)),
-		kv("aof.buffer", resp.Int(m.stats.Unpersisted)),
+		kv("aof.buffer", resp.Int(m.stats.Persistence)),
 		kv("overhead.total", resp.Int(m.used-m.dataset)),
 		kv("keys.count", resp.Int(keys)),
 		kv("keys.bytes-per-key", resp.Int(perKey)),

@@ -183,7 +183,7 @@ func (o Options) badgerOptions() badger.Options {
 		// Point reads come from the in-memory index, not Badger; two
 		// memtables (one filling, one flushing) keep writes flowing while
 		// holding a third of the memory Badger's default five would.
-		WithNumMemtables(2).
+		WithNumMemtables(badgerMemtables).
 		// Every table a compaction or flush builds holds a buffer of twice
 		// its size in the Go heap (pooled a few seconds), and compactions
 		// run on that many goroutines: small tables and two compactors
@@ -201,6 +201,9 @@ func (o Options) badgerOptions() badger.Options {
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{o.Logger})
 }
+
+// badgerMemtables is how many memtables Badger keeps.
+const badgerMemtables = 2
 
 // valueThreshold is Badger's ValueThreshold: values up to it live in the LSM
 // tree, larger ones in the value log (in memory mode, larger ones are

@@ -136,15 +136,25 @@ type Store struct {
 
 // UsedMemory is what the keyspace and the buffers that grow with writes
 // take, in bytes: every record's block and the tables that find them (at
-// their allocation size), the expiry and tombstone queues, and the keys
-// staged for Badger (INFO's used_memory).
-func (s *Store) UsedMemory() int64 { return s.countedMemory() + s.persistBytes.Load() }
+// their allocation size), the expiry and tombstone queues, the keys staged
+// for Badger and Badger's memtables (INFO's used_memory).
+func (s *Store) UsedMemory() int64 { return s.countedMemory() + s.persistenceMemory() }
 
-// countedMemory is UsedMemory without the keys staged for Badger: what
+// persistenceMemory is what persistence holds: the staged keys and
+// Badger's memtables (a fixed buffer, but one that a loaded node fills).
+func (s *Store) persistenceMemory() int64 {
+	if s.db == nil {
+		return 0
+	}
+	return s.persistBytes.Load() + badgerMemtables*s.opts.MemTableSize
+}
+
+// countedMemory is UsedMemory without what persistence holds: what
 // MaxMemory limits. As Redis leaves its AOF buffer out of the comparison
 // (mem_not_counted_for_evict), so does the store: every eviction stages a
 // key, and counting them would make evicting take more room. The staging
-// has its own bound, MaxUnpersisted, at most 1/16 of MaxMemory.
+// has its own bound, MaxUnpersisted, at most 1/16 of MaxMemory, and the
+// memtables are fixed.
 func (s *Store) countedMemory() int64 { return s.index.bytes() + s.expiryBytes.Load() }
 
 // MemoryStats breaks UsedMemory down.
@@ -154,8 +164,9 @@ type MemoryStats struct {
 	// the operating system, free blocks between live ones included.
 	Keyspace, Tombstones, Mapped int64
 	// Expiry is the expiry schedule, Unpersisted the writes not yet in
-	// Badger.
-	Expiry, Unpersisted int64
+	// Badger, Persistence those and Badger's memtables: what MaxMemory
+	// leaves out.
+	Expiry, Unpersisted, Persistence int64
 	// Blocks is the number of records' blocks and tables.
 	Blocks int64
 }
@@ -168,6 +179,7 @@ func (s *Store) MemoryStats() MemoryStats {
 		Mapped:      s.index.a.Mapped(),
 		Expiry:      s.expiryBytes.Load(),
 		Unpersisted: s.persistBytes.Load(),
+		Persistence: s.persistenceMemory(),
 		Blocks:      s.index.a.Blocks(),
 	}
 }
