@@ -539,10 +539,10 @@ func (c *committer) pickVictim(cfg *MemoryConfig) (uint16, block, bool) {
 			score = math.MaxUint64 - uint64(blockAt(s.index.a, t.slots[i]).expireAt())
 		case cfg.Policy.lfu():
 			// The counter first; then the longest idle.
-			a := atomic.LoadUint32(&t.access[i])
+			a := atomic.LoadUint32(t.accessWord(i))
 			score = (255-uint64(lfuDecayed(a, cfg.LFUDecayTime)))<<24 | uint64(lfuIdle(a))
 		default:
-			score = uint64(lruIdle(atomic.LoadUint32(&t.access[i])))
+			score = uint64(lruIdle(atomic.LoadUint32(t.accessWord(i))))
 		}
 		c.pool.offer(poolEntry{score: score, slot: sl, index: i, value: t.slots[i]})
 	})

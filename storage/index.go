@@ -32,8 +32,10 @@ func frozenString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 // block only when it replaces or removes it, after the batch's functions
 // (which may hold its value) have run.
 type memIndex struct {
-	a      *arena.Arena
+	// shards first: the struct is allocated page-aligned, so each shard
+	// starts a cache line.
 	shards [SlotCount]memShard
+	a      *arena.Arena
 	// tombstones counts the tombstone blocks, tombBytes their memory.
 	tombstones, tombBytes atomic.Int64
 }
@@ -53,6 +55,7 @@ type memShard struct {
 	mu     sync.RWMutex
 	t      keyTable
 	digest atomic.Uint64
+	_      [128 - 24 - 48 - 8]byte // a shard is two cache lines, the hot one first
 }
 
 func newMemIndex() *memIndex { return &memIndex{a: arena.New()} }

@@ -28,11 +28,13 @@ import (
 // 1/4, so a table costs 14-18 bytes per key. Not safe for concurrent use: memShard
 // locks it.
 type keyTable struct {
-	mem    arena.Ref // the slots' and access words' block, 0 with none
-	slots  []uint64
-	access []uint32
-	n      int // slots in use
-	tombs  int // of which tombstones
+	// slots comes first: with its shard's lock it is all a lookup reads
+	// of the shard, in one cache line. The access words follow the slots
+	// in the same block.
+	slots []uint64
+	mem   arena.Ref // the slots' and access words' block, 0 with none
+	n     int       // slots in use
+	tombs int       // of which tombstones
 }
 
 const (
@@ -54,8 +56,8 @@ func keyTag(slot uint16, key []byte) uint64 {
 	return (maphash.Bytes(tableSeed, key) ^ uint64(slot)*0x9e3779b97f4a7c15) >> tagShift
 }
 
-func slotTag(s uint64) uint64          { return s >> tagShift }
-func slotRef(s uint64) arena.Ref       { return arena.Unpack(s & slotRefMask) }
+func slotTag(s uint64) uint64           { return s >> tagShift }
+func slotRef(s uint64) arena.Ref        { return arena.Unpack(s & slotRefMask) }
 func (t *keyTable) home(tag uint64) int { return int(tag * uint64(len(t.slots)) >> tagBits) }
 
 func makeSlot(tag uint64, ref arena.Ref, tomb bool) uint64 {
@@ -99,7 +101,17 @@ func (t *keyTable) get(a *arena.Arena, slot uint16, key []byte) (block, int) {
 }
 
 // accessWord is the access word of slot i, for atomic use.
-func (t *keyTable) accessWord(i int) *uint32 { return &t.access[i] }
+func (t *keyTable) accessWord(i int) *uint32 {
+	return (*uint32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(t.slots)), 8*len(t.slots)+4*i))
+}
+
+// accessWords is the table's access words, for the committer.
+func (t *keyTable) accessWords() []uint32 {
+	if len(t.slots) == 0 {
+		return nil
+	}
+	return unsafe.Slice(t.accessWord(0), len(t.slots))
+}
 
 // put makes ref (a block of key, with tag keyTag(slot, key)) the key's
 // block, with access as its access word (or, with keep, the replaced live
@@ -111,7 +123,7 @@ func (t *keyTable) put(a *arena.Arena, key []byte, tag uint64, ref arena.Ref, to
 		t.slots[i] = ns
 		t.tombs += boolInt(tomb) - boolInt(old&slotTomb != 0)
 		if !keep || old&slotTomb != 0 || tomb {
-			atomic.StoreUint32(&t.access[i], access)
+			atomic.StoreUint32(t.accessWord(i), access)
 		}
 		return old
 	}
@@ -142,7 +154,7 @@ func (t *keyTable) insert(s uint64, access uint32) {
 		}
 	}
 	t.slots[i] = s
-	t.access[i] = access
+	*t.accessWord(i) = access
 }
 
 // removeAt empties slot i, shifts back the slots after it that would be
@@ -151,13 +163,14 @@ func (t *keyTable) insert(s uint64, access uint32) {
 func (t *keyTable) removeAt(a *arena.Arena, i int) {
 	size := len(t.slots)
 	t.tombs -= boolInt(t.slots[i]&slotTomb != 0)
+	access := t.accessWords()
 	hole := i
 	for j := (i + 1) % size; t.slots[j] != 0; j = (j + 1) % size {
 		home := t.home(slotTag(t.slots[j]))
 		// Move j into the hole unless its home lies cyclically in (hole, j].
 		if (j-home+size)%size >= (j-hole+size)%size {
 			t.slots[hole] = t.slots[j]
-			t.access[hole] = t.access[j]
+			access[hole] = access[j]
 			hole = j
 		}
 	}
@@ -176,8 +189,8 @@ func tableSize(n int) int { return max(minTableSize, n*4/3+1) }
 
 // resize moves every slot into a table of size slots (0: no memory).
 func (t *keyTable) resize(a *arena.Arena, size int) {
-	oldRef, old, oldAccess := t.mem, t.slots, t.access
-	t.mem, t.slots, t.access = 0, nil, nil
+	oldRef, old, oldAccess := t.mem, t.slots, t.accessWords()
+	t.mem, t.slots = 0, nil
 	if size > 0 {
 		ref, m, err := a.Alloc(size * tableSlotBytes)
 		if err != nil {
@@ -185,7 +198,6 @@ func (t *keyTable) resize(a *arena.Arena, size int) {
 		}
 		t.mem = ref
 		t.slots = unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(m))), size)
-		t.access = unsafe.Slice((*uint32)(unsafe.Pointer(&m[size*8])), size)
 		clear(t.slots)
 	}
 	for i, s := range old {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestIndexMatchesMap drives a memIndex and a Go map with the same random
@@ -210,5 +211,19 @@ func BenchmarkIndexGet(b *testing.B) {
 			}
 		})
 		ix.close()
+	}
+}
+
+// TestShardLayout checks that a lookup reads one cache line of its shard:
+// shards are 128 bytes, and the lock and the table's slots come first.
+func TestShardLayout(t *testing.T) {
+	if n := unsafe.Sizeof(memShard{}); n != 128 {
+		t.Errorf("memShard is %d bytes, want 128", n)
+	}
+	if end := unsafe.Offsetof(memShard{}.t) + unsafe.Offsetof(keyTable{}.slots) + unsafe.Sizeof([]uint64{}); end > 64 {
+		t.Errorf("a shard's table slots end at byte %d, past its first cache line", end)
+	}
+	if off := unsafe.Offsetof(memIndex{}.shards); off != 0 {
+		t.Errorf("shards at offset %d of memIndex, want 0", off)
 	}
 }

@@ -355,12 +355,29 @@ func (s *Store) Get(slot uint16, key []byte) (Record, bool, error) {
 
 // Lookup returns the live record of a key, its value appended to buf[:0]
 // (so a caller that reuses buf allocates nothing). It counts as an access
-// for eviction. It never waits for a commit.
+// for eviction. It never waits for a commit. It is the hot path of every
+// read, so it skips the gate that View takes (an atomic add both cores
+// would fight over): the key's shard lock is enough, as the keyspace
+// empties its tables under those locks before it gives memory back. After
+// Close it finds nothing.
 func (s *Store) Lookup(slot uint16, key []byte, buf []byte) (Record, bool) {
+	if slot >= SlotCount {
+		return Record{}, false
+	}
 	var out Record
-	found, _ := s.View(slot, key, func(r Record) {
-		out = r
-		out.Value = append(buf[:0], r.Value...)
+	found := false
+	s.index.view(slot, key, func(b block, access *uint32) {
+		if b.tombstone() {
+			return
+		}
+		// The clock is read only for keys that can expire.
+		if at := b.expireAt(); at != 0 && at <= s.Now() {
+			return
+		}
+		found = true
+		s.touch(access)
+		out = b.record()
+		out.Value = append(buf[:0], out.Value...)
 		if out.Value == nil {
 			out.Value = []byte{} // Found: an empty value, not a missing one.
 		}
