@@ -621,32 +621,34 @@ func (c *committer) sample(cfg *MemoryConfig, n int, fn func(slot uint16, t *key
 		}
 		return
 	}
-	for tries := 0; got < n && tries < 64; tries++ {
+	// Keys in a table are in hash order, so the keys next to a random
+	// position are as random a sample as keys from random positions, and
+	// they share cache lines: a run of sampleRun costs what one key does.
+	// So a sample of n keys takes runs from n/sampleRun random places, and
+	// is twice as large as asked (Redis's maxmemory-samples) for the same
+	// memory reads.
+	want := 2 * n
+	for tries := 0; got < want && tries < 64; tries++ {
 		slot := uint16(rand.IntN(SlotCount))
 		t := &ix.shard(slot).t
 		if t.n == t.tombs || s.notEvictable[slot].Load() {
 			continue
 		}
-		// Each sample is a run of up to sampleRun keys from a random
-		// position: neighbouring table slots share cache lines, so a run
-		// costs about what one key does, and the pool sees more.
 		size := len(t.slots)
 		i := rand.IntN(size)
 		found := 0
-		for scanned := 0; scanned < size && scanned < 2*sampleRun && found < sampleRun; scanned++ {
+		for scanned := 0; scanned < size && scanned < 2*sampleRun && found < sampleRun && got < want; scanned++ {
 			if ts := t.slots[i]; ts != 0 && ts&slotTomb == 0 {
 				fn(slot, t, i)
 				found++
+				got++
 			}
 			if i++; i == size {
 				i = 0
 			}
 		}
-		if found > 0 {
-			got++
-		}
 	}
 }
 
-// sampleRun is how many neighbouring keys one sample takes.
+// sampleRun is how many neighbouring keys one sample takes at most.
 const sampleRun = 8
