@@ -52,7 +52,7 @@ func newPlacement(nodes []*nodeRecord, vnodes, replicas int, epoch uint64) *Plac
 	p := &Placement{Epoch: epoch, alive: map[string]bool{}, states: map[string]State{}, addrs: map[string]string{}}
 	eligible := map[string]bool{}
 	for _, n := range nodes {
-		m := Member{ID: n.meta.ID, Addr: n.meta.Addr}
+		m := Member{ID: n.meta.ID, Addr: n.meta.Addr, Bus: n.meta.Bus}
 		st := n.meta.State
 		if n.alive {
 			p.alive[m.ID] = true

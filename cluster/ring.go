@@ -36,6 +36,9 @@ type Member struct {
 	ID string
 	// Addr is the ip:port clients connect to.
 	Addr string
+	// Bus is the node's gossip port (Redis's cluster bus port, in CLUSTER
+	// NODES), kept while a failed node stays on the ring.
+	Bus int
 }
 
 // SlotRange is a contiguous run of slots sharing one preference list.
@@ -239,9 +242,16 @@ func (r *Ring) PrimarySlots(id string) []SlotRange {
 	}
 	var out []SlotRange
 	for _, sr := range r.ranges {
-		if len(sr.Nodes) > 0 && sr.Nodes[0].ID == id {
-			out = append(out, sr)
+		if len(sr.Nodes) == 0 || sr.Nodes[0].ID != id {
+			continue
 		}
+		// Neighbouring ranges of one primary (a failover leaves the dead
+		// node's ranges next to the new primary's own) read as one.
+		if n := len(out); n > 0 && out[n-1].End+1 == sr.Start {
+			out[n-1].End = sr.End
+			continue
+		}
+		out = append(out, sr)
 	}
 	return out
 }

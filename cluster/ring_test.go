@@ -438,3 +438,28 @@ func BenchmarkNewRing(b *testing.B) {
 		})
 	}
 }
+
+// TestPrimarySlotsMergesNeighbours checks that a primary's ranges that
+// touch are reported as one, as after a failover a dead node's ranges lie
+// next to the new primary's own with other replicas.
+func TestPrimarySlotsMergesNeighbours(t *testing.T) {
+	a, b, c := Member{ID: "a"}, Member{ID: "b"}, Member{ID: "c"}
+	r := ringFromLists([]Member{a, b, c}, func(slot uint16) []Member {
+		switch {
+		case slot < 24:
+			return []Member{a, b}
+		case slot < 32:
+			return []Member{b, c} // the dead node's, taken over by b
+		case slot < 42:
+			return []Member{b, a} // b's own
+		}
+		return []Member{c, a}
+	})
+	got := r.PrimarySlots("b")
+	if len(got) != 1 || got[0].Start != 24 || got[0].End != 41 {
+		t.Fatalf("PrimarySlots(b) = %+v, want one range 24-41", got)
+	}
+	if n := len(r.Ranges()); n != 4 {
+		t.Fatalf("%d ranges, want 4 (their node lists differ)", n)
+	}
+}

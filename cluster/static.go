@@ -12,7 +12,7 @@ type Static struct {
 func NewStatic(id, addr string, bus int) *Static {
 	return &Static{
 		self: Meta{ID: id, Addr: addr, Bus: bus, State: StateActive},
-		ring: NewRing([]Member{{ID: id, Addr: addr}}, DefaultVNodes, 1),
+		ring: NewRing([]Member{{ID: id, Addr: addr, Bus: bus}}, DefaultVNodes, 1),
 	}
 }
 

@@ -178,10 +178,8 @@ func clusterShards(topo Topology) resp.Value {
 func clusterNodes(topo Topology) string {
 	r := topo.Ring()
 	self := topo.Self()
-	bus := map[string]int{}
 	alive := map[string]bool{}
 	for _, m := range topo.Members() {
-		bus[m.ID] = m.Bus
 		alive[m.ID] = true
 	}
 	var sb strings.Builder
@@ -197,7 +195,7 @@ func clusterNodes(topo Topology) string {
 			// Failed, and kept on the ring for its grace period.
 			flags, link = "master,fail", "disconnected"
 		}
-		fmt.Fprintf(&sb, "%s %s@%d %s - 0 0 %d %s", m.ID, m.Addr, bus[m.ID], flags, epoch, link)
+		fmt.Fprintf(&sb, "%s %s@%d %s - 0 0 %d %s", m.ID, m.Addr, m.Bus, flags, epoch, link)
 		for _, rg := range r.PrimarySlots(m.ID) {
 			if rg.Start == rg.End {
 				fmt.Fprintf(&sb, " %d", rg.Start)

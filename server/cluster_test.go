@@ -336,3 +336,59 @@ func TestClusterKeyRequired(t *testing.T) {
 		t.Fatalf("ring has %d members", got)
 	}
 }
+
+// TestClusterNodesShowsAFailedNode kills a node and checks what CLUSTER
+// NODES says during its grace period: its line flagged fail with its bus
+// port, and every node's ranges merged where they touch (the dead node's
+// ranges next to the new primary's own).
+func TestClusterNodesShowsAFailedNode(t *testing.T) {
+	c := servertest.StartClusterWith(t, 3, func(cc *cluster.Config) { cc.GracePeriod = time.Minute })
+	ctx := servertest.Ctx(t)
+	dead := c.Nodes[2]
+	deadID, deadBus := dead.Cluster.Self().ID, dead.Cluster.GossipPort()
+	c.Kill(dead)
+	rdb := c.Nodes[0].Client()
+	var nodes string
+	servertest.Eventually(t, 30*time.Second, "the dead node flagged fail", func() bool {
+		nodes, _ = rdb.ClusterNodes(ctx).Result()
+		return strings.Contains(nodes, "master,fail")
+	})
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if f[0] == deadID {
+			if want := fmt.Sprintf("@%d", deadBus); !strings.HasSuffix(f[1], want) {
+				t.Errorf("failed node's address %s, want its bus port %s", f[1], want)
+			}
+			if len(f) != 8 {
+				t.Errorf("failed node still lists slots: %s", line)
+			}
+			continue
+		}
+		prevEnd := -2
+		for _, rg := range f[8:] {
+			lo, hi, _ := strings.Cut(rg, "-")
+			start, _ := strconv.Atoi(lo)
+			end := start
+			if hi != "" {
+				end, _ = strconv.Atoi(hi)
+			}
+			if start == prevEnd+1 {
+				t.Fatalf("ranges ending at %d and starting at %d are not merged: %s", prevEnd, start, line)
+			}
+			prevEnd = end
+		}
+	}
+}
+
+// TestInternalCommandsNeedAuth checks that an unauthenticated client gets
+// NOAUTH for ringcache's internal commands too, as for any other.
+func TestInternalCommandsNeedAuth(t *testing.T) {
+	n := servertest.Start(t, servertest.WithPassword("secret"))
+	rdb := n.Client(func(o *redis.Options) { o.Password = "" })
+	ctx := servertest.Ctx(t)
+	for _, c := range []string{cluster.ApplyCommand, cluster.DigestCommand, cluster.StreamCommand, cluster.InSyncCommand} {
+		if err := rdb.Do(ctx, c, "x").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+			t.Errorf("%s before AUTH: %v, want NOAUTH", c, err)
+		}
+	}
+}

@@ -307,16 +307,18 @@ func (c *client) exec(args [][]byte) {
 		return
 	}
 	c.lastCmd.Store(cmd)
+	// Authentication first, as Redis checks it before anything else: the
+	// internal commands too answer NOAUTH to a stranger.
+	if !c.authed && cmd.Flags&FlagNoAuth == 0 && *s.requirePass.Load() != "" {
+		c.reply(resp.Value{}, resp.ErrNoAuth)
+		return
+	}
 	if cmd.Flags&FlagInternal != 0 && !c.peer && cmd.Name != cluster.PeerCommand {
 		c.reply(resp.Value{}, errNotPeer)
 		return
 	}
 	if !arityOK(cmd.Arity, len(args)) {
 		c.reply(resp.Value{}, resp.ErrArity(cmd.Name))
-		return
-	}
-	if !c.authed && cmd.Flags&FlagNoAuth == 0 && *s.requirePass.Load() != "" {
-		c.reply(resp.Value{}, resp.ErrNoAuth)
 		return
 	}
 	slot, err := s.route(c, cmd, args)

@@ -21,6 +21,8 @@ type Cluster struct {
 	Key string
 	// Replicas is the replication factor of the nodes (0: the default).
 	Replicas int
+	// Configure, if set, adjusts every node's membership configuration.
+	Configure func(*cluster.Config)
 }
 
 // FastGossip returns membership settings with failure detection within a
@@ -50,7 +52,18 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 // StartClusterRF is StartCluster with replication factor rf.
 func StartClusterRF(t testing.TB, n, rf int, opts ...Option) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, Key: "test-cluster-key", Replicas: rf}
+	return StartClusterWith(t, n, func(cc *cluster.Config) {
+		if rf > 0 {
+			cc.Replicas = rf
+		}
+	}, opts...)
+}
+
+// StartClusterWith is StartCluster with every node's membership
+// configuration adjusted by configure.
+func StartClusterWith(t testing.TB, n int, configure func(*cluster.Config), opts ...Option) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, Key: "test-cluster-key", Configure: configure}
 	for range n {
 		c.AddNode(opts...)
 	}
@@ -66,6 +79,9 @@ func (c *Cluster) NodeConfig() cluster.Config {
 	cc.SecretKey = c.Key
 	if c.Replicas > 0 {
 		cc.Replicas = c.Replicas
+	}
+	if c.Configure != nil {
+		c.Configure(&cc)
 	}
 	for _, n := range c.Nodes {
 		if !n.closed {
