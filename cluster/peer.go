@@ -127,6 +127,9 @@ type link struct {
 	lastAck time.Time
 	// excess is the peer's memory excess as its last apply reply said.
 	excess atomic.Int64
+	// forward marks a link that carries forwarded client commands
+	// (ForwardCommand) rather than replication.
+	forward bool
 
 	wake chan struct{}
 	stop chan struct{}
@@ -220,6 +223,9 @@ func (l *link) forget(keep func(slot uint16) bool) {
 // dropSync marks the peer out of sync everywhere, as after a failed or
 // late replication.
 func (l *link) dropSync(why string) {
+	if l.forward {
+		return // No sync state: the link only forwards commands.
+	}
 	l.mu.Lock()
 	was := l.syncedGen == l.gen
 	l.drops++
@@ -438,6 +444,12 @@ func (l *link) dial() (*resp.Conn, error) {
 		v, err = conn.Do([]byte(PeerCommand), []byte(l.r.self), []byte(proof))
 		if err == nil && v.Kind == resp.KindError {
 			err = fmt.Errorf("handshake refused: %s (is --cluster-key the same on every node?)", v.Str)
+		}
+	}
+	if err == nil && l.forward {
+		v, err = conn.Do([]byte(ForwardCommand))
+		if err == nil && v.Kind == resp.KindError {
+			err = fmt.Errorf("forwarding refused: %s", v.Str)
 		}
 	}
 	if err != nil {

@@ -65,6 +65,8 @@ type Replicator struct {
 
 	mu    sync.Mutex
 	links map[string]*link
+	// forwardLinks carry commands forwarded for clients (forward.go).
+	forwardLinks map[string]*link
 
 	// takingOver marks slots this node has just become primary of and is
 	// still merging from the other holders: they answer TRYAGAIN.
@@ -119,15 +121,16 @@ func NewReplicator(c *Cluster, store *storage.Store, cfg ReplConfig) *Replicator
 		cfg.DropDelay = def.DropDelay
 	}
 	r := &Replicator{
-		c:      c,
-		store:  store,
-		cfg:    cfg,
-		log:    c.log.With("component", "replication"),
-		self:   c.cfg.NodeID,
-		key:    c.cfg.SecretKey,
-		links:  map[string]*link{},
-		kickCh: make(chan struct{}, 1),
-		stop:   make(chan struct{}),
+		c:            c,
+		store:        store,
+		cfg:          cfg,
+		log:          c.log.With("component", "replication"),
+		self:         c.cfg.NodeID,
+		key:          c.cfg.SecretKey,
+		links:        map[string]*link{},
+		forwardLinks: map[string]*link{},
+		kickCh:       make(chan struct{}, 1),
+		stop:         make(chan struct{}),
 	}
 	store.SetEvictionHandler(r.shipEvictions)
 	r.watch(c.Placement()) // Slots owned from the start need no takeover.
@@ -145,6 +148,9 @@ func (r *Replicator) Close() {
 		close(r.stop)
 		// Closed first, so that a repair waiting on a peer returns at once.
 		for _, l := range r.links {
+			l.close()
+		}
+		for _, l := range r.forwardLinks {
 			l.close()
 		}
 		r.mu.Unlock()
@@ -477,6 +483,12 @@ func (r *Replicator) watch(p *Placement) {
 			continue
 		}
 		links = append(links, l)
+	}
+	for id, l := range r.forwardLinks {
+		if !p.Alive(id) {
+			l.close()
+			delete(r.forwardLinks, id)
+		}
 	}
 	r.mu.Unlock()
 	for _, l := range links {

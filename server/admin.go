@@ -141,6 +141,8 @@ func (s *Server) infoSections() []infoSection {
 			{"keyspace_hits", i(totals[1])},
 			{"keyspace_misses", i(totals[2])},
 			{"total_error_replies", i(totals[3])},
+			{"forwarded_commands", i(totals[4])},
+			{"topology_nudges", i(totals[5])},
 		}},
 		{"Replication", s.replicationInfo()},
 		{"CPU", [][2]string{

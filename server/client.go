@@ -31,6 +31,19 @@ type client struct {
 	// readonly is set by READONLY: reads of slots this node replicates are
 	// served here instead of redirected.
 	readonly bool
+	// aware marks a connection that follows redirects: it asked for the
+	// topology, or sent READONLY or ASKING (route.go).
+	aware bool
+	// seenEpoch is the placement epoch the connection was last told of.
+	seenEpoch uint64
+	// identityFollows caches whether the connection's client follows
+	// redirects on another connection (route.go), as of followersGen
+	// (noFollowersGen: not looked up yet).
+	identityFollows bool
+	followersGen    uint64
+	// forwarded marks a peer's connection that carries commands it
+	// forwards for its clients (cluster.ForwardCommand).
+	forwarded bool
 	// peer marks a connection from another node (after the handshake);
 	// nonce is the handshake's challenge.
 	peer  bool
@@ -59,10 +72,22 @@ type client struct {
 	scratch []byte
 }
 
+// noFollowersGen makes a client look its identity up again.
+const noFollowersGen = ^uint64(0)
+
 type queuedReply struct {
-	v     resp.Value
-	err   error
-	write bool // the reply of a queued write: a failed commit replaces it
+	v   resp.Value
+	err error
+	// write marks the reply of a queued write, pending until its batch
+	// commits: a failed commit replaces it.
+	write, pending bool
+	// fwd is a command forwarded to another node, waiting for its reply.
+	fwd *forwarded
+	// gather computes the reply from earlier (hidden) ones: a command
+	// split by node.
+	gather func() (resp.Value, error)
+	// hidden marks a part of a split command, not written itself.
+	hidden bool
 }
 
 func newClient(s *Server, conn redcon.Conn) *client {
@@ -75,6 +100,10 @@ func newClient(s *Server, conn redcon.Conn) *client {
 		proto:   2,
 		authed:  *s.requirePass.Load() == "",
 	}
+	if s.topo != nil {
+		c.seenEpoch = s.topo.Epoch()
+	}
+	c.followersGen = noFollowersGen
 	if nc := conn.NetConn(); nc != nil {
 		c.laddr = nc.LocalAddr().String()
 	}
@@ -83,10 +112,12 @@ func newClient(s *Server, conn redcon.Conn) *client {
 	return c
 }
 
-// reply sends v (or err) in order: behind queued writes if there are any.
+// reply sends v (or err) in order: behind queued replies if there are
+// any (a copy then, as v may alias the read buffer the next command
+// reuses).
 func (c *client) reply(v resp.Value, err error) {
-	if len(c.writes) > 0 {
-		c.replies = append(c.replies, queuedReply{v: v, err: err})
+	if len(c.replies) > 0 {
+		c.replies = append(c.replies, queuedReply{v: cloneValue(v), err: err})
 		return
 	}
 	c.write(v, err)
@@ -119,12 +150,13 @@ func (c *client) countLookup(found bool) {
 // the batch commits.
 func (c *client) queueWrite(fn func(*storage.Tx) (resp.Value, error)) {
 	i := len(c.replies)
-	c.replies = append(c.replies, queuedReply{write: true})
+	c.replies = append(c.replies, queuedReply{write: true, pending: true})
 	c.writes = append(c.writes, func(tx *storage.Tx) {
-		// Runs in the committer while this connection waits in flushWrites,
-		// so writing into c.replies does not race.
+		// Runs in the committer while this connection waits in
+		// commitQueued, so writing into c.replies does not race.
 		v, err := fn(tx)
-		c.replies[i] = queuedReply{v: v, err: err, write: true}
+		r := &c.replies[i]
+		r.v, r.err = v, err
 	})
 }
 
@@ -158,25 +190,54 @@ func (c *client) commitWrites(repl *cluster.Replicator) error {
 	return err
 }
 
-// flushWrites commits the queued writes as one batch and sends the replies
-// queued behind them.
-func (c *client) flushWrites() {
+// commitQueued commits the queued writes as one batch, so that the reads
+// after them see them; their replies stay queued.
+func (c *client) commitQueued() {
 	if len(c.writes) == 0 {
 		return
 	}
 	repl := c.srv.repl
-	if c.peer {
+	if c.peer && !c.forwarded {
 		repl = nil // A replica applies; it does not replicate further.
 	}
 	err := c.commitWrites(repl)
 	clear(c.writes)
 	c.writes = c.writes[:0]
-	for i, r := range c.replies {
-		if err != nil && r.write {
-			r = queuedReply{err: err}
+	for i := range c.replies {
+		if r := &c.replies[i]; r.pending {
+			r.pending = false
+			if err != nil {
+				r.v, r.err = resp.Value{}, err
+			}
 		}
-		c.write(r.v, r.err)
-		c.replies[i] = queuedReply{}
 	}
+}
+
+// flushWrites commits the queued writes, waits for the forwarded commands,
+// and sends every queued reply, in order.
+func (c *client) flushWrites() {
+	if len(c.replies) == 0 {
+		return
+	}
+	c.commitQueued()
+	for i := range c.replies {
+		r := &c.replies[i]
+		switch {
+		case r.fwd != nil:
+			r.v, r.err = r.fwd.wait(c.srv)
+			r.fwd = nil
+		case r.gather != nil:
+			r.v, r.err = r.gather()
+			r.gather = nil
+		}
+		if !r.hidden {
+			if r.err == nil && r.v.Kind == resp.KindError {
+				// Another node's error reply, counted as this node's own.
+				r.err = resp.Error(r.v.Str)
+			}
+			c.write(r.v, r.err)
+		}
+	}
+	clear(c.replies)
 	c.replies = c.replies[:0]
 }

@@ -44,6 +44,11 @@ func clusterCmd(ctx *Ctx) (resp.Value, error) {
 	arity := func(n int) error { return subArity(args, n, "cluster", sub) }
 	topo := s.topo
 	switch sub {
+	case "slots", "shards", "nodes":
+		// A client that asks for the topology follows redirects.
+		ctx.c.markFollows()
+	}
+	switch sub {
 	case "slots":
 		return clusterSlots(topo.Ring()), arity(2)
 	case "shards":

@@ -23,6 +23,10 @@ const (
 	FlagDenyOOM                   // may grow memory
 	FlagKeyless                   // takes no keys (KEYS/SCAN/DBSIZE are per node)
 	FlagInternal                  // node-to-node only: refused to ordinary clients
+	// FlagMultiSlot marks a command whose handler takes each key's slot
+	// itself: for a client that does not follow redirects its keys may be
+	// in several slots (route.go).
+	FlagMultiSlot
 )
 
 var flagNames = []struct {
@@ -59,9 +63,12 @@ type Command struct {
 	LastKey  int // position of the last key; negative counts from the end
 	KeyStep  int
 	ACL      []string // ACL categories, for COMMAND's reply
-	Read     ReadHandler
-	Write    WriteHandler
-	Subs     []*Command // subcommands, for COMMAND's reply only
+	// Split says how the command is served when its keys are on several
+	// nodes (FlagMultiSlot commands only).
+	Split splitKind
+	Read  ReadHandler
+	Write WriteHandler
+	Subs  []*Command // subcommands, for COMMAND's reply only
 }
 
 // keyPositions calls fn with the index of each key argument of args.

@@ -14,6 +14,9 @@ type Config struct {
 	RequirePass     string // password for the default user; empty: no AUTH needed
 	MaxClients      int    // connections beyond this are refused
 	ProtoMaxBulkLen int64  // largest bulk string a client may send or build
+	// Redirects is how a command for a slot held elsewhere is answered:
+	// RedirectsAuto (the default), RedirectsMoved or RedirectsForward.
+	Redirects string
 	// Informational values echoed by CONFIG GET and INFO; the storage
 	// itself is configured in cmd/ringcache.
 	Dir         string
@@ -34,6 +37,7 @@ func DefaultConfig() Config {
 		Port:            6379,
 		MaxClients:      10000,
 		ProtoMaxBulkLen: 512 << 20,
+		Redirects:       RedirectsAuto,
 		Dir:             "./data",
 		AppendFsync:     "no",
 	}
@@ -48,6 +52,8 @@ func (c Config) Validate() error {
 		return errors.New("maxclients must be at least 1")
 	case c.ProtoMaxBulkLen < 1024*1024:
 		return errors.New("proto-max-bulk-len must be at least 1mb")
+	case c.Redirects != "" && c.Redirects != RedirectsAuto && c.Redirects != RedirectsMoved && c.Redirects != RedirectsForward:
+		return fmt.Errorf("redirects %q: want auto, moved or forward", c.Redirects)
 	}
 	return nil
 }

@@ -34,15 +34,23 @@ func connectionCommands() []*Command {
 		// every slot served by its primary they only need to succeed.
 		c("readonly", 1, FlagFast, readonlyCmd),
 		c("readwrite", 1, FlagFast, readwriteCmd),
-		c("asking", 1, FlagFast, okCmd),
+		c("asking", 1, FlagFast, askingCmd),
 	}
 }
 
-func okCmd(*Ctx) (resp.Value, error) { return resp.OK, nil }
+// ASKING: only cluster clients send it, so the connection follows
+// redirects; every slot is served by its primary, so there is nothing to
+// ask.
+func askingCmd(ctx *Ctx) (resp.Value, error) {
+	ctx.c.markFollows()
+	return resp.OK, nil
+}
 
-// READONLY: reads of the slots this node replicates are served here.
+// READONLY: reads of the slots this node replicates are served here, and
+// the connection follows redirects.
 func readonlyCmd(ctx *Ctx) (resp.Value, error) {
 	ctx.c.readonly = true
+	ctx.c.markFollows()
 	return resp.OK, nil
 }
 
@@ -244,6 +252,7 @@ func clientCmd(ctx *Ctx) (resp.Value, error) {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.followersGen = noFollowersGen // The identity changes.
 		switch {
 		case is(args[2], "LIB-NAME"):
 			c.libName = val

@@ -17,15 +17,21 @@ func keyCommands() []*Command {
 	one := func(name string, arity int, flags Flag, read ReadHandler, write WriteHandler) *Command {
 		return &Command{Name: name, Arity: arity, Flags: flags, FirstKey: 1, LastKey: 1, KeyStep: 1, ACL: ks, Read: read, Write: write}
 	}
-	all := func(c *Command) *Command { c.LastKey = -1; return c }
 	two := func(c *Command) *Command { c.LastKey = 2; return c }
 	keyless := func(name string, arity int, flags Flag, read ReadHandler) *Command {
 		return &Command{Name: name, Arity: arity, Flags: flags | FlagKeyless, ACL: ks, Read: read}
 	}
+	// Multi-key commands that a client which does not follow redirects
+	// may send with keys anywhere (route.go): summed across nodes.
+	sum := func(c *Command) *Command {
+		c.LastKey, c.Flags, c.Split = -1, c.Flags|FlagMultiSlot, splitSum
+		return c
+	}
 	return []*Command{
-		all(one("del", -2, 0, nil, delCmd)),
-		all(one("unlink", -2, FlagFast, nil, delCmd)),
-		all(one("exists", -2, FlagReadonly|FlagFast, existsCmd, nil)),
+		sum(one("del", -2, 0, nil, delCmd)),
+		sum(one("unlink", -2, FlagFast, nil, delCmd)),
+		sum(one("exists", -2, FlagReadonly|FlagFast, existsCmd, nil)),
+		sum(one("touch", -2, FlagReadonly|FlagFast, existsCmd, nil)),
 		one("expire", -3, FlagFast, nil, expireCmd("expire", 1000, false)),
 		one("pexpire", -3, FlagFast, nil, expireCmd("pexpire", 1, false)),
 		one("expireat", -3, FlagFast, nil, expireCmd("expireat", 1000, true)),
@@ -50,11 +56,11 @@ func keyCommands() []*Command {
 
 // DEL key [key ...] / UNLINK key [key ...]
 func delCmd(ctx *Ctx) (writeFn, error) {
-	slot, keys := ctx.Slot, ctx.Args[1:]
+	keys := ctx.Args[1:]
 	return func(tx *storage.Tx) (resp.Value, error) {
 		var n int64
 		for _, k := range keys {
-			if tx.Delete(slot, k) {
+			if tx.Delete(cluster.KeySlot(k), k) {
 				n++
 			}
 		}
@@ -62,11 +68,12 @@ func delCmd(ctx *Ctx) (writeFn, error) {
 	}, nil
 }
 
-// EXISTS key [key ...]
+// EXISTS key [key ...] / TOUCH key [key ...] (a read: it counts as an
+// access, as a lookup does)
 func existsCmd(ctx *Ctx) (resp.Value, error) {
 	var n int64
 	for _, k := range ctx.Args[1:] {
-		if _, found := ctx.lookup(k); found {
+		if _, found := ctx.lookupKey(k); found {
 			n++
 		}
 	}

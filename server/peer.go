@@ -26,7 +26,15 @@ func peerCommands() []*Command {
 		internal(cluster.StreamCommand, 2, 0, streamCmd),
 		internal(cluster.InSyncCommand, 2, 0, inSyncCmd),
 		internal(cluster.StateCommand, 2, 0, stateCmd),
+		internal(cluster.ForwardCommand, 1, 0, forwardCmd),
 	}
+}
+
+// RINGCACHE.FORWARD: the connection carries commands another node forwards
+// for its clients; they run here as a client's would, writes replicated.
+func forwardCmd(ctx *Ctx) (resp.Value, error) {
+	ctx.c.forwarded = true
+	return resp.OK, nil
 }
 
 // RINGCACHE.PEER (gives a nonce) | RINGCACHE.PEER id proof

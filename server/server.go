@@ -53,6 +53,10 @@ type Server struct {
 	started time.Time
 	runID   string
 	cursors cursorStore
+	// followers holds the identities of clients that follow redirects
+	// (route.go); followersGen counts the identities added.
+	followers    sync.Map
+	followersGen atomic.Uint64
 }
 
 // stats are the counters INFO reports. The per-command ones are kept per
@@ -67,18 +71,23 @@ type stats struct {
 // counters are per-connection command counters: written only by the
 // connection's goroutine, read by INFO.
 type counters struct {
-	commands atomic.Int64 // total_commands_processed
-	hits     atomic.Int64 // keyspace_hits
-	misses   atomic.Int64 // keyspace_misses
-	errors   atomic.Int64 // total_error_replies
+	commands  atomic.Int64 // total_commands_processed
+	hits      atomic.Int64 // keyspace_hits
+	misses    atomic.Int64 // keyspace_misses
+	errors    atomic.Int64 // total_error_replies
+	forwarded atomic.Int64 // forwarded_commands: served by another node
+	nudged    atomic.Int64 // topology_nudges: MOVED after a placement change
 }
 
-func (c *counters) fields() []*atomic.Int64 {
-	return []*atomic.Int64{&c.commands, &c.hits, &c.misses, &c.errors}
+// numCounters is how many counters there are.
+const numCounters = 6
+
+func (c *counters) fields() [numCounters]*atomic.Int64 {
+	return [numCounters]*atomic.Int64{&c.commands, &c.hits, &c.misses, &c.errors, &c.forwarded, &c.nudged}
 }
 
 // addTo adds c's counts to sum.
-func (c *counters) addTo(sum *[4]int64) {
+func (c *counters) addTo(sum *[numCounters]int64) {
 	for i, f := range c.fields() {
 		sum[i] += f.Load()
 	}
@@ -92,7 +101,7 @@ func (c *counters) reset() {
 
 // totals sums the command counters of closed and open connections:
 // commands, hits, misses, errors.
-func (s *Server) totals() (sum [4]int64) {
+func (s *Server) totals() (sum [numCounters]int64) {
 	s.stats.retired.addTo(&sum)
 	s.clientsMu.Lock()
 	for _, c := range s.clients {
@@ -260,7 +269,7 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 	}
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
-	var sum [4]int64
+	var sum [numCounters]int64
 	c.counters.addTo(&sum)
 	for i, f := range s.stats.retired.fields() {
 		f.Add(sum[i])
@@ -321,20 +330,28 @@ func (c *client) exec(args [][]byte) {
 		c.reply(resp.Value{}, resp.ErrArity(cmd.Name))
 		return
 	}
-	slot, err := s.route(c, cmd, args)
+	p, err := s.route(c, cmd, args)
+	if err == nil && cmd.Flags&FlagDenyOOM != 0 && p.kind == planLocal && s.overMemoryLimit(p.slot) {
+		err = resp.ErrOOM
+	}
 	if err != nil {
 		c.reply(resp.Value{}, err)
 		return
 	}
-	ctx := &c.ctx
-	*ctx = Ctx{srv: s, c: c, cmd: cmd, Args: args, Slot: slot}
-	if cmd.Flags&FlagDenyOOM != 0 && s.overMemoryLimit(slot) {
-		c.reply(resp.Value{}, resp.ErrOOM)
+	switch p.kind {
+	case planForward:
+		c.forward(p.node, args)
+		return
+	case planSplit:
+		c.split(cmd, args)
 		return
 	}
+	slot := p.slot
+	ctx := &c.ctx
+	*ctx = Ctx{srv: s, c: c, cmd: cmd, Args: args, Slot: slot}
 	if cmd.Write != nil {
 		if s.repl != nil && cmd.Flags&FlagKeyless == 0 {
-			if err := s.repl.CheckWrite(slot); err != nil {
+			if err := s.checkWrite(cmd, args); err != nil {
 				c.reply(resp.Value{}, err)
 				return
 			}
@@ -348,9 +365,23 @@ func (c *client) exec(args [][]byte) {
 		return
 	}
 	// A read must see the writes queued before it on this connection.
-	c.flushWrites()
+	c.commitQueued()
 	v, err := cmd.Read(ctx)
 	c.reply(v, err)
+}
+
+// checkWrite checks that every slot a write touches takes writes here
+// (min-replicas, a node leaving).
+func (s *Server) checkWrite(cmd *Command, args [][]byte) error {
+	var err error
+	last := -1
+	cmd.keyPositions(args, func(i int) {
+		if slot := int(cluster.KeySlot(args[i])); err == nil && slot != last {
+			last = slot
+			err = s.repl.CheckWrite(uint16(slot))
+		}
+	})
+	return err
 }
 
 // overMemoryLimit reports whether a command that may grow memory in slot
@@ -361,43 +392,6 @@ func (s *Server) overMemoryLimit(slot uint16) bool {
 		return true
 	}
 	return s.repl != nil && s.store.MemoryConfig().Policy == storage.NoEviction && s.repl.ReplicaOverLimit(slot)
-}
-
-// route finds the single slot of a command's keys (CROSSSLOT if they span
-// several) and redirects to the slot's primary when that is another node
-// (a replica serves reads itself to a READONLY client).
-func (s *Server) route(c *client, cmd *Command, args [][]byte) (slot uint16, err error) {
-	first := true
-	cmd.keyPositions(args, func(i int) {
-		ks := cluster.KeySlot(args[i])
-		switch {
-		case first:
-			slot, first = ks, false
-		case ks != slot:
-			err = resp.ErrCrossSlot
-		}
-	})
-	if err != nil || first {
-		return slot, err
-	}
-	if s.repl != nil {
-		primary, ok, tryAgain, down := s.repl.Route(slot)
-		switch {
-		case ok:
-			return slot, nil
-		case down:
-			return slot, errClusterDown
-		case tryAgain:
-			return slot, errTryAgain
-		case c.readonly && cmd.Write == nil && s.repl.HoldsSlot(slot):
-			return slot, nil
-		}
-		return slot, moved(slot, primary.Addr)
-	}
-	if owner := s.topo.Ring().Owner(slot); owner.ID != s.selfID {
-		return slot, moved(slot, owner.Addr)
-	}
-	return slot, nil
 }
 
 // Ctx is what a handler sees of the command it runs. It is reused per

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/resp"
 	"github.com/ringcache/ringcache/storage"
 )
@@ -23,11 +24,14 @@ func stringCommands() []*Command {
 	// GETDEL and GETEX cannot grow memory: they work over maxmemory.
 	noOOM := func(c *Command) *Command { c.Flags = c.Flags&^FlagDenyOOM | FlagFast; return c }
 	mset := wr("mset", -3, msetCmd(false))
-	mset.LastKey, mset.KeyStep = -1, 2
+	mset.LastKey, mset.KeyStep, mset.Split = -1, 2, splitAllOK
 	msetnx := wr("msetnx", -3, msetCmd(true))
 	msetnx.LastKey, msetnx.KeyStep = -1, 2
 	mget := rd("mget", -2, mgetCmd)
-	mget.LastKey = -1
+	mget.LastKey, mget.Split = -1, splitConcat
+	for _, c := range []*Command{mset, msetnx, mget} {
+		c.Flags |= FlagMultiSlot
+	}
 	return []*Command{
 		rd("get", 2, getCmd),
 		rd("strlen", 2, strlenCmd),
@@ -64,10 +68,20 @@ func getCmd(ctx *Ctx) (resp.Value, error) {
 
 // lookup reads a key of the command's slot, counting the hit or miss. The
 // value is copied into the connection's scratch buffer: it is valid until
-// the next lookup, which is after this command's reply is written.
+// the next lookup, which is after this command's reply is written (or
+// queued, as a copy).
 func (ctx *Ctx) lookup(key []byte) (storage.Record, bool) {
+	return ctx.lookupIn(ctx.Slot, key)
+}
+
+// lookupKey is lookup for commands whose keys may be in several slots.
+func (ctx *Ctx) lookupKey(key []byte) (storage.Record, bool) {
+	return ctx.lookupIn(cluster.KeySlot(key), key)
+}
+
+func (ctx *Ctx) lookupIn(slot uint16, key []byte) (storage.Record, bool) {
 	c := ctx.c
-	rec, found := ctx.srv.store.Lookup(ctx.Slot, key, c.scratch)
+	rec, found := ctx.srv.store.Lookup(slot, key, c.scratch)
 	if found {
 		c.scratch = rec.Value[:0]
 	}
@@ -124,7 +138,7 @@ func mgetCmd(ctx *Ctx) (resp.Value, error) {
 	keys := ctx.Args[1:]
 	out := make([]resp.Value, len(keys))
 	for i, k := range keys {
-		if rec, found := ctx.lookup(k); found {
+		if rec, found := ctx.lookupKey(k); found {
 			out[i] = resp.Bulk(bytes.Clone(rec.Value))
 		} else {
 			out[i] = resp.Null
@@ -332,17 +346,16 @@ func msetCmd(nx bool) WriteHandler {
 		if len(args)%2 != 1 {
 			return nil, resp.ErrArity(ctx.cmd.Name)
 		}
-		slot := ctx.Slot
 		return func(tx *storage.Tx) (resp.Value, error) {
 			if nx {
 				for i := 1; i < len(args); i += 2 {
-					if _, exists := tx.Get(slot, args[i]); exists {
+					if _, exists := tx.Get(cluster.KeySlot(args[i]), args[i]); exists {
 						return resp.Int(0), nil
 					}
 				}
 			}
 			for i := 1; i < len(args); i += 2 {
-				tx.Set(slot, args[i], args[i+1], 0)
+				tx.Set(cluster.KeySlot(args[i]), args[i], args[i+1], 0)
 			}
 			if nx {
 				return resp.Int(1), nil

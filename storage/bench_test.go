@@ -132,6 +132,14 @@ func BenchmarkSetParallelInMemory(b *testing.B) {
 	benchSetParallel(b, func(o *Options) { o.InMemory = true })
 }
 
+// BenchmarkSetParallelEvicting is BenchmarkSetParallelInMemory with a
+// 16 MiB maxmemory under allkeys-lru: past the first 100k or so of its
+// 1M keys, every write evicts about one. The difference from
+// BenchmarkSetParallelInMemory is what eviction costs a write.
+func BenchmarkSetParallelEvicting(b *testing.B) {
+	benchSetParallel(b, limited(16<<20, AllKeysLRU))
+}
+
 // benchSetParallel runs many clients each waiting for its own SET on a
 // store opened with mods, and reports how many writes a batch carried.
 func benchSetParallel(b *testing.B, mods ...func(*Options)) {
@@ -155,6 +163,9 @@ func benchSetParallel(b *testing.B, mods ...func(*Options)) {
 	b.StopTimer()
 	st := s.Stats()
 	b.ReportMetric(float64(st.Ops)/float64(st.Batches), "ops/batch")
+	if ev := s.Evicted(); ev > 0 {
+		b.ReportMetric(float64(ev)/float64(b.N), "evictions/op")
+	}
 }
 
 // BenchmarkSetSerial is one client waiting for each SET: the commit

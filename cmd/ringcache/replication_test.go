@@ -585,13 +585,16 @@ func (l *ledger) checkCopies(c *testCluster, rf int) {
 	}
 	ctx := context.Background()
 	for addr, keys := range byAddr {
-		// The redirect without READONLY, on a key this node replicates.
+		// The redirect without READONLY, on a key this node replicates, to
+		// a connection that asked for the topology (as cluster clients do;
+		// the others are served by forwarding).
 		for _, k := range keys {
 			primary := slots[k.slot][0]
 			if primary == addr {
 				continue
 			}
-			plain := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 500 * time.Millisecond})
+			plain := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 500 * time.Millisecond,
+				OnConnect: func(ctx context.Context, cn *redis.Conn) error { return cn.ClusterSlots(ctx).Err() }})
 			err := plain.Get(ctx, k.key).Err()
 			plain.Close()
 			if want := fmt.Sprintf("MOVED %d %s", k.slot, primary); err == nil || err.Error() != want {
