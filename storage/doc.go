@@ -28,20 +28,19 @@
 // the keyspace nor lets it double between collections:
 //
 //	bytes 0-7    version, uint64
-//	bytes 8-11   access: LRU clock or LFU counter; a tombstone's age
-//	byte 12      flags: tombstone, has expiry, raw encoding; type (high nibble)
-//	bytes 13-14  slot
+//	byte 8       flags: tombstone, has expiry, raw encoding; type (high nibble)
 //	[8 bytes]    expireAt, unix ms, when the flag says so
 //	uvarint      key length, key, uvarint value length, value
 //
-// Blocks are found through 4096 shards (by slot) of open-addressing tables
-// held in the same arena, 8 bytes a slot: a 23-bit tag of the key's hash,
-// a tombstone bit and the block's packed reference. At 16-byte keys and
-// 100-byte values a block takes 136 bytes with its class and the table
-// 10-15 more: about 150 bytes a key, where Redis takes 208 of RSS. What a
-// key costs is [Store.MemoryUsage]; Go memory is only the transient
-// batches, the expiry queue (a heap of 40 bytes and the key per key with a
-// TTL) and the tombstone queue (24 bytes per tombstone).
+// Blocks are found through one open-addressing table per slot (16384
+// shards), held in the same arena, 8 bytes a table slot: a 23-bit tag of
+// the key's hash, a tombstone bit and the block's packed reference, with
+// the key's access word (LRU clock or LFU counter) beside it. At 16-byte
+// keys and 100-byte values a block is 127 bytes, 128 with its class, and
+// the table 14-18 more: about 145 bytes a key (153 of RSS measured), where
+// Redis takes 208. What a key costs is [Store.MemoryUsage]; Go memory is
+// only the transient batches, the expiry queue (a heap of 40 bytes and the
+// key per key with a TTL) and the tombstone queue (24 bytes per tombstone).
 //
 // # Accounting and eviction
 //
