@@ -203,8 +203,9 @@ func (c *Conn) Close() error {
 // ReadReply reads the next reply. An error reply is a Value of KindError,
 // not a Go error: a Go error means the connection is broken. RESP3 blob
 // errors ("!") are read as KindError too, and verbatim strings ("=") as
-// KindVerbatim with the format ("txt:") dropped. Big numbers, attributes and
-// push messages are not supported: a node never asks for them.
+// KindVerbatim with the format ("txt:") dropped. Push messages (">") are read as
+// KindPush values, in line with the replies. Big numbers and attributes
+// are not supported: a node never asks for them.
 func (c *Conn) ReadReply() (Value, error) {
 	if err := c.broken(); err != nil {
 		return Value{}, err
@@ -259,7 +260,7 @@ func (c *Conn) readValue(depth int) (Value, error) {
 			return Value{Kind: KindVerbatim, Str: string(b[4:])}, nil
 		}
 		return Value{Kind: KindBulk, Bytes: b}, nil
-	case '*', '~', '%':
+	case '*', '~', '%', '>':
 		n, ok := parseReplyInt(line[1:])
 		if ok && n == -1 && line[0] == '*' {
 			return NullArray, nil
@@ -274,6 +275,8 @@ func (c *Conn) readValue(depth int) (Value, error) {
 		switch line[0] {
 		case '~':
 			kind = KindSet
+		case '>':
+			kind = KindPush
 		case '%':
 			kind = KindMap
 			if n > int64(c.left/2) {

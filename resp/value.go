@@ -27,6 +27,7 @@ const (
 	KindBool                  // RESP3 #t, RESP2 :1
 	KindVerbatim              // RESP3 =n txt:..., RESP2 bulk
 	KindRaw                   // pre-encoded bytes, written as they are
+	KindPush                  // RESP3 >n (out of band), RESP2 *n (a pub/sub message)
 )
 
 // Value is one reply. It is a plain struct, passed by value, so that building
@@ -76,6 +77,10 @@ func Double(f float64) Value { return Value{Kind: KindDouble, Float: f} }
 // Array is an array reply.
 func Array(elems ...Value) Value { return Value{Kind: KindArray, Elems: elems} }
 
+// Push is a push message: out of band in RESP3, an array in RESP2 (as a
+// subscribed connection gets its messages).
+func Push(elems ...Value) Value { return Value{Kind: KindPush, Elems: elems} }
+
 // Set is a set reply (an array on RESP2).
 func Set(elems ...Value) Value { return Value{Kind: KindSet, Elems: elems} }
 
@@ -124,6 +129,12 @@ func Append(b []byte, v Value, proto int) []byte {
 		return redcon.AppendBulkString(b, v.Str)
 	case KindArray:
 		b = redcon.AppendArray(b, len(v.Elems))
+	case KindPush:
+		if proto >= 3 {
+			b = appendHeader(b, '>', len(v.Elems))
+		} else {
+			b = redcon.AppendArray(b, len(v.Elems))
+		}
 	case KindSet:
 		if proto >= 3 {
 			b = appendHeader(b, '~', len(v.Elems))

@@ -345,6 +345,7 @@ func (c *committer) index(b *batch) {
 	}
 	s.nextExpiry.Store(c.expiry.next())
 	c.publishMemory()
+	c.changed(b)
 	if b.evicted {
 		s.mem.evicted.Add(int64(len(c.evictions.muts)))
 		if h := s.onEvict.Load(); h != nil && *h != nil {
@@ -444,6 +445,7 @@ func (c *committer) runDrop(p *Pending) {
 	}
 	s.nextExpiry.Store(c.expiry.next())
 	c.publishMemory()
+	c.dropped(p.drop.slot)
 	s.stats.batches.Add(1)
 	s.stats.submissions.Add(1)
 	p.complete(err)

@@ -81,13 +81,13 @@ func (s *Store) expireDue(limit int) (int, error) {
 		return 0, nil
 	}
 	var taken int
-	err := s.Do(func(tx *Tx) {
+	err := s.submit(&Pending{fns: []func(*Tx){func(tx *Tx) {
 		var expired uint64
 		taken, expired = tx.expireDue(limit)
 		// Counted in the committer, so a caller that waited for a later
 		// batch sees it.
 		s.stats.expired.Add(expired)
-	})
+	}}, cause: CauseExpired, done: make(chan struct{}), ran: make(chan struct{})}).Wait()
 	if err != nil {
 		return 0, err
 	}

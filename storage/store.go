@@ -126,6 +126,7 @@ type Store struct {
 	// (SetReplicated).
 	replicated [SlotCount]atomic.Bool
 	onEvict    atomic.Pointer[func(muts []Mutation)]
+	onChange   atomic.Pointer[func(ch Change)]
 	// expiryBytes and persistBytes are the memory of the expiry queue and
 	// of the writes not yet in Badger, published by the committer.
 	expiryBytes, persistBytes atomic.Int64

@@ -10,6 +10,9 @@ type Pending struct {
 	// drop, when non-nil, makes this a drop request (FlushAll, DropSlot)
 	// instead of a write.
 	drop *dropRequest
+	// origin and cause are what the change handler is told.
+	origin int64
+	cause  Cause
 
 	done chan struct{}
 	err  error
