@@ -143,6 +143,10 @@ func (s *Server) infoSections() []infoSection {
 			{"total_error_replies", i(totals[3])},
 			{"forwarded_commands", i(totals[4])},
 			{"topology_nudges", i(totals[5])},
+			{"pubsub_channels", i(int64(s.pubsub.channelCount()))},
+			{"pubsub_patterns", i(int64(s.pubsub.patternCount()))},
+			{"pubsubshard_channels", i(int64(s.pubsub.shardCount()))},
+			{"client_output_buffer_limit_disconnections", i(s.stats.outputLimitDrops.Load())},
 		}},
 		{"Replication", s.replicationInfo()},
 		{"CPU", [][2]string{
@@ -248,6 +252,7 @@ func configParams() []configParam {
 			intSetter("lfu-log-factor", 0, func(m *storage.MemoryConfig, n int) { m.LFULogFactor = n })),
 		memoryParam("lfu-decay-time", func(m storage.MemoryConfig) string { return strconv.Itoa(m.LFUDecayTime) },
 			intSetter("lfu-decay-time", 0, func(m *storage.MemoryConfig, n int) { m.LFUDecayTime = n })),
+		pubsubLimitParam(),
 		fixed("timeout", "0"),
 		fixed("tcp-keepalive", "300"),
 		fixed("client-query-buffer-limit", "1073741824"),

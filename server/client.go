@@ -48,6 +48,10 @@ type client struct {
 	// nonce is the handshake's challenge.
 	peer  bool
 	nonce string
+	// push is the connection's socket, for pushed messages; subs its
+	// subscriptions.
+	push *pushConn
+	subs subscriptions
 	// replicaAcks is how many replicas acknowledged this connection's last
 	// write, for WAIT.
 	replicaAcks int
@@ -106,6 +110,7 @@ func newClient(s *Server, conn redcon.Conn) *client {
 	c.followersGen = noFollowersGen
 	if nc := conn.NetConn(); nc != nil {
 		c.laddr = nc.LocalAddr().String()
+		c.push = findPushConn(nc)
 	}
 	c.shownProto.Store(2)
 	c.lastActive.Store(c.created.UnixNano())

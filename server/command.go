@@ -27,6 +27,10 @@ const (
 	// itself: for a client that does not follow redirects its keys may be
 	// in several slots (route.go).
 	FlagMultiSlot
+	// FlagServedHere marks a command with keys that a connection that
+	// does not follow redirects has served by the node it is on, whatever
+	// the slot (SSUBSCRIBE: the subscription is the connection's).
+	FlagServedHere
 )
 
 var flagNames = []struct {

@@ -62,6 +62,16 @@ func readwriteCmd(ctx *Ctx) (resp.Value, error) {
 
 // PING [message]
 func pingCmd(ctx *Ctx) (resp.Value, error) {
+	if c := ctx.c; c.proto == 2 && c.subs.any() {
+		// Subscribed, RESP2 answers in the shape of a message.
+		msg := []byte{}
+		if len(ctx.Args) == 2 {
+			msg = ctx.Args[1]
+		}
+		if len(ctx.Args) <= 2 {
+			return resp.Array(resp.BulkString("pong"), resp.Bulk(msg)), nil
+		}
+	}
 	switch len(ctx.Args) {
 	case 1:
 		return resp.Pong, nil
@@ -84,6 +94,7 @@ func quitCmd(ctx *Ctx) (resp.Value, error) {
 func resetCmd(ctx *Ctx) (resp.Value, error) {
 	c := ctx.c
 	c.setProto(2)
+	c.leaveAll()
 	c.authed = *ctx.srv.requirePass.Load() == ""
 	c.setName("")
 	return resp.Simple("RESET"), nil

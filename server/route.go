@@ -88,6 +88,9 @@ func (s *Server) route(c *client, cmd *Command, args [][]byte) (plan, error) {
 		return p, nil // No keys.
 	}
 	follows := !c.forwarded && s.follows(c)
+	if !follows && cmd.Flags&FlagServedHere != 0 {
+		return p, nil
+	}
 	if multi && (follows || cmd.Flags&FlagMultiSlot == 0) {
 		return p, resp.ErrCrossSlot
 	}

@@ -57,6 +57,10 @@ type Server struct {
 	// (route.go); followersGen counts the identities added.
 	followers    sync.Map
 	followersGen atomic.Uint64
+
+	pubsub       pubsubHub
+	pubsubLimits atomic.Pointer[outputLimit]
+	stopWatch    chan struct{} // closed by Close: the placement watcher stops
 }
 
 // stats are the counters INFO reports. The per-command ones are kept per
@@ -65,7 +69,10 @@ type Server struct {
 type stats struct {
 	connections atomic.Int64 // total_connections_received
 	rejected    atomic.Int64 // rejected_connections
-	retired     counters
+	// outputLimitDrops counts clients disconnected for their pushes
+	// (client_output_buffer_limit_disconnections).
+	outputLimitDrops atomic.Int64
+	retired          counters
 }
 
 // counters are per-connection command counters: written only by the
@@ -131,18 +138,21 @@ func New(cfg Config, store *storage.Store) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		store:   store,
-		clients: map[int64]*client{},
-		started: time.Now(),
-		runID:   randomHex(20),
-		topo:    cfg.Topology,
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     store,
+		clients:   map[int64]*client{},
+		started:   time.Now(),
+		runID:     randomHex(20),
+		topo:      cfg.Topology,
+		stopWatch: make(chan struct{}),
 	}
+	lim := defaultPubsubLimit
+	s.pubsubLimits.Store(&lim)
 	s.requirePass.Store(&cfg.RequirePass)
 	s.maxClients.Store(int64(cfg.MaxClients))
 	s.protoMaxBulkLen.Store(cfg.ProtoMaxBulkLen)
-	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), memoryCommands(), clusterCommands(), peerCommands())
+	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), memoryCommands(), clusterCommands(), peerCommands(), pubsubCommands())
 	return s, nil
 }
 
@@ -160,7 +170,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return err
 	}
-	s.ln = resp.NewGuardListener(ln, s.limits)
+	s.ln = resp.NewGuardListener(pushListener{ln}, s.limits)
 	s.rc = redcon.NewServer("", s.handle, s.accept, s.closed)
 	return nil
 }
@@ -192,6 +202,9 @@ func (s *Server) Serve() error {
 		return errors.New("server: Serve before Listen")
 	}
 	s.ensureTopology()
+	if sub, ok := s.topo.(interface{ Subscribe() <-chan struct{} }); ok {
+		go s.watchPlacement(sub.Subscribe())
+	}
 	err := s.rc.Serve(s.ln)
 	s.mu.RLock()
 	closing := s.closing
@@ -229,6 +242,7 @@ func (s *Server) Close() error {
 	}
 	s.closing = true
 	s.mu.Unlock()
+	close(s.stopWatch)
 	var err error
 	if s.rc != nil {
 		err = s.rc.Close()
@@ -267,6 +281,7 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 	if !ok {
 		return
 	}
+	c.leaveAll()
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
 	var sum [numCounters]int64
@@ -291,6 +306,9 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 	defer s.inflight.Done()
 
 	c := conn.Context().(*client)
+	if c.push != nil {
+		c.push.beginPipeline()
+	}
 	c.lastActive.Store(time.Now().UnixNano())
 	c.exec(cmd.Args)
 	for _, next := range conn.ReadPipeline() {
@@ -320,6 +338,10 @@ func (c *client) exec(args [][]byte) {
 	// internal commands too answer NOAUTH to a stranger.
 	if !c.authed && cmd.Flags&FlagNoAuth == 0 && *s.requirePass.Load() != "" {
 		c.reply(resp.Value{}, resp.ErrNoAuth)
+		return
+	}
+	if c.proto == 2 && c.subs.any() && !subscribedCommands[cmd.Name] {
+		c.reply(resp.Value{}, errSubscribedContext(cmd.Name))
 		return
 	}
 	if cmd.Flags&FlagInternal != 0 && !c.peer && cmd.Name != cluster.PeerCommand {
