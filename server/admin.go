@@ -122,6 +122,7 @@ func (s *Server) infoSections() []infoSection {
 			{"connected_clients", i(int64(nclients))},
 			{"maxclients", i(s.maxClients.Load())},
 			{"blocked_clients", "0"},
+			{"tracking_clients", i(s.tracking.clients.Load())},
 		}},
 		{"Memory", s.memoryInfo(&ms)},
 		{"Persistence", [][2]string{
@@ -143,6 +144,7 @@ func (s *Server) infoSections() []infoSection {
 			{"total_error_replies", i(totals[3])},
 			{"forwarded_commands", i(totals[4])},
 			{"topology_nudges", i(totals[5])},
+			{"tracking_total_keys", i(s.tracking.total.Load())},
 			{"pubsub_channels", i(int64(s.pubsub.channelCount()))},
 			{"pubsub_patterns", i(int64(s.pubsub.patternCount()))},
 			{"pubsubshard_channels", i(int64(s.pubsub.shardCount()))},
@@ -253,6 +255,7 @@ func configParams() []configParam {
 		memoryParam("lfu-decay-time", func(m storage.MemoryConfig) string { return strconv.Itoa(m.LFUDecayTime) },
 			intSetter("lfu-decay-time", 0, func(m *storage.MemoryConfig, n int) { m.LFUDecayTime = n })),
 		pubsubLimitParam(),
+		trackingMaxKeysParam(),
 		fixed("timeout", "0"),
 		fixed("tcp-keepalive", "300"),
 		fixed("client-query-buffer-limit", "1073741824"),

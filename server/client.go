@@ -52,6 +52,21 @@ type client struct {
 	// subscriptions.
 	push *pushConn
 	subs subscriptions
+	// subscribed says whether subs has any, for other goroutines (an
+	// invalidation redirected here).
+	subscribed atomic.Bool
+	// tracking is the connection's CLIENT TRACKING mode, nil when off;
+	// cachingNext is CLIENT CACHING's choice for the next command,
+	// cachingNow the running command's (tracking.go); redirBroken is set
+	// once the redirect target was found gone.
+	tracking    atomic.Pointer[trackOpts]
+	cachingNow  int8
+	cachingNext int8
+	redirBroken atomic.Bool
+	// multi holds the commands queued since MULTI, nil outside one;
+	// inExec is set while EXEC runs them (multi.go).
+	multi  *multiState
+	inExec bool
 	// replicaAcks is how many replicas acknowledged this connection's last
 	// write, for WAIT.
 	replicaAcks int
@@ -121,7 +136,7 @@ func newClient(s *Server, conn redcon.Conn) *client {
 // any (a copy then, as v may alias the read buffer the next command
 // reuses).
 func (c *client) reply(v resp.Value, err error) {
-	if len(c.replies) > 0 {
+	if len(c.replies) > 0 || c.inExec {
 		c.replies = append(c.replies, queuedReply{v: cloneValue(v), err: err})
 		return
 	}
@@ -174,7 +189,7 @@ func (c *client) commitWrites(repl *cluster.Replicator) error {
 		}
 		defer repl.EndWrite()
 	}
-	p := c.srv.store.Submit(c.writes...)
+	p := c.srv.store.SubmitFrom(c.id, c.writes...)
 	var ship *cluster.Shipment
 	if repl != nil && !repl.Alone() {
 		// Ship to the replicas while the local commit proceeds. (Alone, a

@@ -95,6 +95,8 @@ func resetCmd(ctx *Ctx) (resp.Value, error) {
 	c := ctx.c
 	c.setProto(2)
 	c.leaveAll()
+	ctx.srv.stopTracking(c)
+	c.multi = nil
 	c.authed = *ctx.srv.requirePass.Load() == ""
 	c.setName("")
 	return resp.Simple("RESET"), nil
@@ -280,6 +282,26 @@ func clientCmd(ctx *Ctx) (resp.Value, error) {
 		return resp.Verbatim(c.describe() + "\n"), nil
 	case "list":
 		return resp.Verbatim(ctx.srv.clientList()), nil
+	case "tracking":
+		if len(args) < 3 {
+			return resp.Value{}, resp.ErrSubArity("client", sub)
+		}
+		return clientTrackingCmd(ctx)
+	case "caching":
+		if err := arity(3); err != nil {
+			return resp.Value{}, err
+		}
+		return clientCachingCmd(ctx)
+	case "getredir":
+		if err := arity(2); err != nil {
+			return resp.Value{}, err
+		}
+		return clientGetRedir(c), nil
+	case "trackinginfo":
+		if err := arity(2); err != nil {
+			return resp.Value{}, err
+		}
+		return clientTrackingInfo(c), nil
 	case "no-evict", "no-touch":
 		if err := arity(3); err != nil {
 			return resp.Value{}, err
@@ -294,6 +316,11 @@ func clientCmd(ctx *Ctx) (resp.Value, error) {
 			"SETINFO <option> <value>", "    Set client meta attributes (LIB-NAME, LIB-VER).",
 			"INFO", "    Return information about the current client connection.",
 			"LIST", "    Return information about client connections.",
+			"TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]", "         [OPTIN] [OPTOUT] [NOLOOP]",
+			"    Control server assisted client side caching.",
+			"CACHING (YES|NO)", "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+			"GETREDIR", "    Return the client ID we are redirecting to when tracking is enabled.",
+			"TRACKINGINFO", "    Report tracking status for the current connection.",
 		), nil
 	}
 	return resp.Value{}, resp.ErrUnknownSubcommand("client", string(args[1]))

@@ -11,5 +11,6 @@ func (s *Server) watchPlacement(changed <-chan struct{}) {
 			return
 		}
 		s.dropMovedShardSubscriptions()
+		s.invalidateMovedSlots()
 	}
 }

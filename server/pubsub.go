@@ -161,6 +161,7 @@ func (c *client) subscribe(k subscribeKind, names [][]byte) resp.Value {
 		}
 		out = resp.Append(out, resp.Push(resp.BulkString(k.sub), resp.Bulk(n), resp.Int(c.countFor(k))), c.proto)
 	}
+	c.subscribed.Store(c.subs.any())
 	return resp.Raw(out)
 }
 
@@ -192,6 +193,7 @@ func (c *client) leave(k subscribeKind, name string) {
 		return
 	}
 	delete(*own, name)
+	c.subscribed.Store(c.subs.any())
 	h := &c.srv.pubsub
 	h.mu.Lock()
 	m := k.hub(h)

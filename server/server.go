@@ -59,6 +59,7 @@ type Server struct {
 	followersGen atomic.Uint64
 
 	pubsub       pubsubHub
+	tracking     trackingTable
 	pubsubLimits atomic.Pointer[outputLimit]
 	stopWatch    chan struct{} // closed by Close: the placement watcher stops
 }
@@ -149,10 +150,12 @@ func New(cfg Config, store *storage.Store) (*Server, error) {
 	}
 	lim := defaultPubsubLimit
 	s.pubsubLimits.Store(&lim)
+	s.tracking.maxKeys.Store(defaultTrackingMaxKeys)
+	store.SetChangeHandler(s.keysChanged)
 	s.requirePass.Store(&cfg.RequirePass)
 	s.maxClients.Store(int64(cfg.MaxClients))
 	s.protoMaxBulkLen.Store(cfg.ProtoMaxBulkLen)
-	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), memoryCommands(), clusterCommands(), peerCommands(), pubsubCommands())
+	s.table = newTable(stringCommands(), keyCommands(), connectionCommands(), serverCommands(), memoryCommands(), clusterCommands(), peerCommands(), pubsubCommands(), multiCommands())
 	return s, nil
 }
 
@@ -282,6 +285,7 @@ func (s *Server) closed(conn redcon.Conn, err error) {
 		return
 	}
 	c.leaveAll()
+	s.stopTracking(c)
 	s.clientsMu.Lock()
 	delete(s.clients, c.id)
 	var sum [numCounters]int64
@@ -330,10 +334,12 @@ func (c *client) exec(args [][]byte) {
 	c.counters.commands.Add(1)
 	cmd := s.table.lookup(args[0])
 	if cmd == nil {
+		c.failMulti()
 		c.reply(resp.Value{}, resp.ErrUnknownCommand(string(args[0]), args[1:]))
 		return
 	}
 	c.lastCmd.Store(cmd)
+	c.beginCommand(cmd)
 	// Authentication first, as Redis checks it before anything else: the
 	// internal commands too answer NOAUTH to a stranger.
 	if !c.authed && cmd.Flags&FlagNoAuth == 0 && *s.requirePass.Load() != "" {
@@ -349,7 +355,12 @@ func (c *client) exec(args [][]byte) {
 		return
 	}
 	if !arityOK(cmd.Arity, len(args)) {
+		c.failMulti()
 		c.reply(resp.Value{}, resp.ErrArity(cmd.Name))
+		return
+	}
+	if c.multi != nil && !controlsTransaction(cmd) {
+		c.queueInMulti(cmd, args)
 		return
 	}
 	p, err := s.route(c, cmd, args)
@@ -360,13 +371,23 @@ func (c *client) exec(args [][]byte) {
 		c.reply(resp.Value{}, err)
 		return
 	}
+	tracked := c.tracking.Load() != nil && cmd.Flags&FlagReadonly != 0 && c.tracksRead()
 	switch p.kind {
-	case planForward:
-		c.forward(p.node, args)
+	case planForward, planSplit:
+		if p.kind == planForward {
+			c.forward(p.node, args)
+		} else {
+			c.split(cmd, args)
+		}
+		if tracked {
+			// Served elsewhere, so not tracked there: invalidated right
+			// after the reply (tracking.go).
+			cmd.keyPositions(args, func(i int) { s.invalidate(c, args[i], 0) })
+		}
 		return
-	case planSplit:
-		c.split(cmd, args)
-		return
+	}
+	if tracked {
+		s.trackKeys(c, cmd, args)
 	}
 	slot := p.slot
 	ctx := &c.ctx
@@ -389,7 +410,9 @@ func (c *client) exec(args [][]byte) {
 	// A read must see the writes queued before it on this connection.
 	c.commitQueued()
 	v, err := cmd.Read(ctx)
-	c.reply(v, err)
+	if err != errReplied {
+		c.reply(v, err)
+	}
 }
 
 // checkWrite checks that every slot a write touches takes writes here
