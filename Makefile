@@ -5,7 +5,7 @@ PORT    ?= 6379
 DATA    ?= ./data
 FUZZTIME ?= 30s
 
-.PHONY: build run run-one test fuzz bench bench-ring lint clean
+.PHONY: build run run-one test node-deps fuzz bench bench-ring lint clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/ringcache
@@ -37,9 +37,19 @@ run-one: build
 	@echo "ringcache on 127.0.0.1:$(PORT), data in $(DATA)/single. In another terminal:  redis-cli -c -p $(PORT)"
 	@exec ./$(BIN) --bind 127.0.0.1 --port $(PORT) --dir $(DATA)/single
 
-test:
+test: node-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The Node.js clients (node-redis, ioredis) the client tests drive, pinned
+# by package-lock.json, installed into a folder git ignores. Without npm the
+# tests that need them skip.
+NODE_DIR := cmd/ringcache/testdata/node
+node-deps: $(NODE_DIR)/node_modules/.package-lock.json
+
+$(NODE_DIR)/node_modules/.package-lock.json: $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then cd $(NODE_DIR) && npm ci --no-audit --no-fund; \
+	else echo "npm not found: the Node.js client tests will skip"; fi
 
 fuzz:
 	$(GO) test ./resp -run '^$$' -fuzz FuzzGuard -fuzztime $(FUZZTIME)
