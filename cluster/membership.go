@@ -160,6 +160,9 @@ type Cluster struct {
 
 	placement atomic.Pointer[Placement]
 	epoch     atomic.Uint64 // bumped whenever the placement changes
+	// failed is the nodes dead within their grace period, encoded for
+	// memberlist's state exchange (see delegate.LocalState).
+	failed atomic.Pointer[[]byte]
 
 	evMu   sync.Mutex
 	events []memberEvent // posted by the delegates, consumed by the loop
@@ -453,7 +456,27 @@ type memberEvent struct {
 	name  string
 	meta  []byte
 	alive bool
+	// failedFor, when set, says a peer has held the node dead this long
+	// (a failedNode from its state): news only for a node unknown here.
+	failedFor time.Duration
 }
+
+// failedNode is a node dead within its grace period, as one node tells
+// another in memberlist's full state exchange. memberlist does not tell a
+// node that joins about members that are already dead, yet a dead node
+// keeps its place on the ring for the grace period: without this, a node
+// joining while another is dead computes a ring without it, and its slot
+// table differs from everyone else's until the grace period ends.
+type failedNode struct {
+	Meta      Meta          `json:"meta"`
+	FailedFor time.Duration `json:"failed_for"`
+}
+
+// failedNewsSlack is how much of its grace period a failed node must have
+// left for a peer's word of it to add it here: one whose grace period
+// ended here may still be in a peer's table for a moment, and must not
+// come back.
+const failedNewsSlack = 2 * time.Second
 
 func (c *Cluster) post(e memberEvent) {
 	c.evMu.Lock()
@@ -477,6 +500,14 @@ func (c *Cluster) rebuild() {
 		}
 		n := c.nodes[e.name]
 		switch {
+		case e.failedFor > 0:
+			var m Meta
+			if n != nil || c.cfg.GracePeriod-e.failedFor < failedNewsSlack ||
+				json.Unmarshal(e.meta, &m) != nil || m.ID != e.name || m.State == StateLeft {
+				continue
+			}
+			c.nodes[e.name] = &nodeRecord{meta: m, deadSince: now.Add(-e.failedFor), wasActive: true}
+			c.log.Warn("a peer reports a failed node; it keeps its place on the ring for the rest of its grace period", "node", e.name[:8], "addr", m.Addr, "failed_for", e.failedFor.Round(time.Millisecond))
 		case e.alive:
 			var m Meta
 			if err := json.Unmarshal(e.meta, &m); err != nil || m.ID != e.name || !nodeIDPattern.MatchString(m.ID) {
@@ -524,6 +555,7 @@ func (c *Cluster) rebuild() {
 	if next > 0 {
 		c.graceTimer.Reset(next + 10*time.Millisecond)
 	}
+	c.shareFailed(list, now)
 	slices.SortFunc(list, func(a, b *nodeRecord) int { return strings.Compare(a.meta.ID, b.meta.ID) })
 	fp := fingerprint(list)
 	if fp == c.fp && c.placement.Load() != nil {
@@ -552,7 +584,25 @@ func (c *Cluster) rebuild() {
 	c.subMu.Unlock()
 }
 
-// delegate serves this node's metadata to memberlist. It only forwards.
+// shareFailed encodes the failed nodes of list for LocalState.
+func (c *Cluster) shareFailed(list []*nodeRecord, now time.Time) {
+	var failed []failedNode
+	for _, n := range list {
+		if !n.alive {
+			failed = append(failed, failedNode{Meta: n.meta, FailedFor: max(now.Sub(n.deadSince), time.Millisecond)})
+		}
+	}
+	var b []byte
+	if len(failed) > 0 {
+		var err error
+		if b, err = json.Marshal(failed); err != nil {
+			panic(err) // strings and integers always encode
+		}
+	}
+	c.failed.Store(&b)
+}
+
+// delegate serves this node's metadata and failed nodes to memberlist.
 type delegate struct{ c *Cluster }
 
 var _ memberlist.Delegate = (*delegate)(nil)
@@ -567,8 +617,33 @@ func (d *delegate) NodeMeta(limit int) []byte {
 }
 func (d *delegate) NotifyMsg([]byte)                           {}
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// LocalState is this node's part of a full state exchange: the failed
+// nodes still on its ring, with how long they have been dead (a duration,
+// so the two clocks need not agree).
+func (d *delegate) LocalState(join bool) []byte {
+	if b := d.c.failed.Load(); b != nil {
+		return bytes.Clone(*b)
+	}
+	return nil
+}
+
+// MergeRemoteState learns of the failed nodes a peer still has on its ring.
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	var failed []failedNode
+	if len(buf) == 0 || json.Unmarshal(buf, &failed) != nil {
+		return
+	}
+	for _, f := range failed {
+		meta, err := json.Marshal(f.Meta)
+		if err != nil || !nodeIDPattern.MatchString(f.Meta.ID) || f.FailedFor <= 0 {
+			continue
+		}
+		// The delegate runs on memberlist's goroutine: the mark is
+		// applied by the loop, after any event memberlist posted first.
+		d.c.post(memberEvent{name: f.Meta.ID, meta: meta, failedFor: f.FailedFor})
+	}
+}
 
 // eventDelegate turns membership events into a wake-up of the loop. It
 // never blocks memberlist.

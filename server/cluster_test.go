@@ -432,3 +432,38 @@ func TestInternalCommandsNeedAuth(t *testing.T) {
 		}
 	}
 }
+
+// TestJoinWhileANodeIsDead joins a node while another is dead within its
+// grace period: memberlist does not tell the newcomer about the dead node,
+// yet it must compute the same ring (the dead node keeps its place), or
+// its slot table differs from everyone else's for the whole grace period.
+func TestJoinWhileANodeIsDead(t *testing.T) {
+	c := servertest.StartClusterWith(t, 3, func(cc *cluster.Config) { cc.GracePeriod = time.Minute })
+	ctx := servertest.Ctx(t)
+	dead := c.Nodes[2]
+	deadID := dead.Cluster.Self().ID
+	c.Kill(dead)
+	servertest.Eventually(t, 30*time.Second, "the others to declare the node dead", func() bool {
+		for _, n := range c.Alive() {
+			if n.Cluster.Placement().Alive(deadID) {
+				return false
+			}
+		}
+		return true
+	})
+	joined := c.AddNode()
+	servertest.Eventually(t, 30*time.Second, "the new node active, and every node giving the same CLUSTER SLOTS", func() bool {
+		if joined.Cluster.Placement().State(joined.Cluster.Self().ID) != cluster.StateActive {
+			return false
+		}
+		var first []redis.ClusterSlot
+		for i, n := range c.Alive() {
+			slots, err := n.Client().ClusterSlots(ctx).Result()
+			if err != nil || (i > 0 && !reflect.DeepEqual(slots, first)) {
+				return false
+			}
+			first = slots
+		}
+		return true
+	})
+}
