@@ -184,3 +184,37 @@ func (s *Store) valueLogGC() {
 		}
 	}
 }
+
+// Expired reports whether key holds a record whose time has passed and
+// that the active expiry has not removed yet: one that reads already
+// report as missing, and that Tx.RemoveExpired would remove. Like
+// Lookup, it reads under the key's shard lock only.
+func (s *Store) Expired(slot uint16, key []byte) bool {
+	if slot >= SlotCount {
+		return false
+	}
+	expired := false
+	s.index.view(slot, key, func(b block, _ *uint32) {
+		at := b.expireAt()
+		expired = !b.tombstone() && at != 0 && at <= s.Now()
+	})
+	return expired
+}
+
+// RemoveExpired is a lazy expiry: if key holds a record whose time has
+// passed, it removes it as the active expiry would, with a tombstone
+// carrying the record's own version (a copy on another node goes by its
+// own expiry, not by this write), and reports whether it did. It is for
+// callers that report an expiry when a command finds it, as Redis does;
+// a key it finds live, missing or oversized is left alone.
+func (tx *Tx) RemoveExpired(slot uint16, key []byte) bool {
+	if tx.err != nil || slot >= SlotCount || len(key) > MaxKeyLen {
+		return false
+	}
+	cur, ok := tx.stored(tx.dataKey(slot, key), false)
+	if !ok || cur.Tombstone || cur.ExpireAt == 0 || cur.ExpireAt > tx.now {
+		return false
+	}
+	tx.put(slot, key, Record{Version: cur.Version, Tombstone: true})
+	return true
+}
