@@ -323,17 +323,23 @@ type FailoverSpec struct {
 	Read func(ctx context.Context, key string) (string, error)
 }
 
-// FailoverResult is what one client saw.
+// FailoverResult is what one client saw. All times are from the kill.
 type FailoverResult struct {
 	Lib string
-	// First and All are the times from the kill until the first and the
-	// last of the victim's keys took a write the client began after it.
-	First, All time.Duration
-	Recovered  bool // every victim key took such a write within Limit
-	Refused    int  // writes refused after the kill
-	LastErr    string
-	Acked      int      // writes acknowledged over the run
-	Lost       []string // keys whose value is older than their last acknowledged write
+	// Outage is how long the client saw writes to the victim's slots
+	// fail: until the later of its last refused write there and the
+	// first acknowledged one it began after the kill. This is the figure.
+	Outage time.Duration
+	// First is the first acknowledged write to the victim's slots begun
+	// after the kill; AllKeys is when the last of the victim's keys had
+	// one (for a client that goes over its keys slowly, such as a
+	// process per write, this includes the time a round takes).
+	First, AllKeys time.Duration
+	Recovered      bool // every victim key took such a write within Limit
+	Refused        int  // writes refused after the kill
+	LastErr        string
+	Acked          int      // writes acknowledged over the run
+	Lost           []string // keys whose value is older than their last acknowledged write
 }
 
 // MeasureFailover runs lib's writers over spec.Keys until every key has
@@ -353,7 +359,7 @@ func MeasureFailover(ctx context.Context, lib Lib, env Env, spec FailoverSpec) (
 	var mu sync.Mutex
 	acked := map[string]int64{}         // key -> last acknowledged value
 	recovered := map[string]time.Time{} // victim key -> first write begun after the kill and acknowledged
-	var killedAt time.Time
+	var killedAt, lastRefusal time.Time
 	changed := make(chan struct{}, 1)
 	collected := make(chan struct{})
 	go func() {
@@ -371,6 +377,9 @@ func MeasureFailover(ctx context.Context, lib Lib, env Env, spec FailoverSpec) (
 			} else if !killedAt.IsZero() {
 				res.Refused++
 				res.LastErr = w.Err
+				if spec.Victim(w.Key) && w.End.After(lastRefusal) {
+					lastRefusal = w.End
+				}
 			}
 			mu.Unlock()
 			select {
@@ -435,10 +444,11 @@ func MeasureFailover(ctx context.Context, lib Lib, env Env, spec FailoverSpec) (
 		if res.First == 0 || d < res.First {
 			res.First = d
 		}
-		res.All = max(res.All, d)
+		res.AllKeys = max(res.AllKeys, d)
 	}
+	res.Outage = max(res.First, lastRefusal.Sub(killedAt))
 	if !res.Recovered {
-		res.All = spec.Limit
+		res.AllKeys, res.Outage = spec.Limit, max(res.Outage, spec.Limit)
 	}
 	for key, want := range acked {
 		v, err := spec.Read(ctx, key)

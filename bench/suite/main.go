@@ -12,6 +12,9 @@
 //   - failover: kill -9 of a primary under load until a write to its
 //     slots is accepted again, against a 6-node Redis Cluster with
 //     replicas at its default node timeout;
+//   - clients: the same kill -9 under the writers of go-redis, redis-cli
+//     -c, ioredis and redis-py with their default options, until every
+//     key of the dead primary's slots takes that client's writes again;
 //   - scale: ringcache throughput with 1, 3 and 5 nodes.
 //
 // Results go to bench/results/<date>/<name>.{md,csv} and SVG charts.
@@ -39,7 +42,7 @@ import (
 type config struct {
 	quick bool
 
-	throughput, memory, failover, scale, hitratio bool
+	throughput, memory, failover, scale, hitratio, clientFailover bool
 
 	pairs    []string
 	tests    string
@@ -64,6 +67,8 @@ type config struct {
 	hitMaxmemory         string
 
 	trials          int
+	clientTrials    int
+	nodeModules     string
 	redisTimeoutMs  int
 	probeInterval   time.Duration
 	loadWorkers     int
@@ -113,6 +118,9 @@ func parseFlags(args []string) (*config, error) {
 	fs.Float64Var(&c.hitZipf, "hit-zipf", 1.01, "hit-ratio phase: Zipf exponent s, P(rank k) proportional to 1/k^s")
 	fs.StringVar(&c.hitMaxmemory, "hit-maxmemory", "40mb", "hit-ratio phase: maxmemory of both servers")
 	fs.IntVar(&c.trials, "trials", 5, "failover trials per side")
+	fs.BoolVar(&c.clientFailover, "client-failover", true, "measure failover as client libraries with default options see it (go-redis, redis-cli -c, ioredis, redis-py)")
+	fs.IntVar(&c.clientTrials, "client-trials", 3, "failover trials per client library")
+	fs.StringVar(&c.nodeModules, "node-modules", "cmd/ringcache/testdata/node/node_modules", "node_modules folder with ioredis (make node-deps)")
 	fs.IntVar(&c.redisTimeoutMs, "redis-node-timeout", 15000, "cluster-node-timeout (ms) of the failover Redis Cluster; 15000 is Redis's default")
 	fs.DurationVar(&c.probeInterval, "probe-interval", 10*time.Millisecond, "pause between failover write probes")
 	fs.IntVar(&c.loadWorkers, "load-workers", 4, "connections writing in the background during failover")
@@ -308,6 +316,7 @@ func suite(ctx context.Context, cfg *config) (err error) {
 		{cfg.hitratio, estHitRatio(cfg), e.hitRatioPhase},
 		{cfg.scale, estScale(cfg), e.scalePhase},
 		{cfg.failover, estFailover(cfg), e.failoverPhase},
+		{cfg.clientFailover, estClients(cfg), e.clientsPhase},
 	}
 	for _, ph := range phases {
 		if !ph.on {

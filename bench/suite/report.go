@@ -23,6 +23,7 @@ type results struct {
 	pairs                                 []*pairResult
 	mem                                   []memResult
 	fail                                  []*failResult
+	clients                               []*clientResult
 	scale                                 *scaleResult
 	hit                                   []*hitResult
 }
@@ -33,7 +34,7 @@ func estimate(c *config) float64 {
 	for _, ph := range []struct {
 		on  bool
 		est float64
-	}{{c.throughput, estThroughput(c)}, {c.memory, estMemory(c)}, {c.failover, estFailover(c)}, {c.scale, estScale(c)},
+	}{{c.throughput, estThroughput(c)}, {c.memory, estMemory(c)}, {c.failover, estFailover(c)}, {c.clientFailover, estClients(c)}, {c.scale, estScale(c)},
 		{c.hitratio, estHitRatio(c)}} {
 		if ph.on {
 			t += ph.est
@@ -360,6 +361,26 @@ func (r *results) markdown(w *strings.Builder, charts []namedChart) {
 		mdTable(w, []string{"cluster", "settings", "trials", "median s", "min s", "max s", "each trial s", "last refusal before the OK"}, rows)
 		chartLinks("failover")
 	}
+	if len(r.clients) > 0 {
+		w.WriteString("## Failover as clients see it\n\n")
+		fmt.Fprintf(w, "A fresh %d-node ringcache cluster per trial; each client library, with its default options, writes 120 keys from 8 concurrent writers; kill -9 of a primary; "+
+			"the time is how long the client saw its writes to the killed primary's slots fail: from the kill to the later of its last refused write there and its first acknowledged one begun after the kill. Every key is then read back: a lost write is a key older than its last acknowledged value.\n\n", c.nodes)
+		var rows [][]string
+		for _, cr := range r.clients {
+			if cr.skipped != "" {
+				rows = append(rows, []string{cr.lib, "", cr.options, "0", "", "", "", "", "skipped: " + cr.skipped})
+				continue
+			}
+			s := seconds(cr.times)
+			lo, hi := harness.MinMax(s)
+			var each []string
+			for _, x := range s {
+				each = append(each, f2(x))
+			}
+			rows = append(rows, []string{cr.lib, cr.version, cr.options, strconv.Itoa(len(s)), f2(harness.Median(s)), f2(lo), f2(hi), strings.Join(each, ", "), strconv.Itoa(cr.lost)})
+		}
+		mdTable(w, []string{"client", "version", "options", "trials", "median s", "min s", "max s", "each trial s", "acknowledged writes lost"}, rows)
+	}
 }
 
 func (s *scaleResult) rowsOrNil() []harness.Row {
@@ -471,6 +492,15 @@ func (r *results) csv(w io.Writer) error {
 	for _, f := range r.fail {
 		for i, t := range f.times {
 			row("failover", f.detail, 0, 0, "trial "+strconv.Itoa(i+1), f.name, "seconds", t.Seconds())
+		}
+	}
+	for _, cr := range r.clients {
+		for i, t := range cr.times {
+			row("client-failover", cr.options, 0, 0, "trial "+strconv.Itoa(i+1), cr.lib, "seconds", t.Seconds())
+			row("client-failover", cr.options, 0, 0, "trial "+strconv.Itoa(i+1), cr.lib, "every_key_seconds", cr.allKeys[i].Seconds())
+		}
+		if len(cr.times) > 0 {
+			row("client-failover", cr.options, 0, 0, "all trials", cr.lib, "lost_writes", float64(cr.lost))
 		}
 	}
 	cw.Flush()
