@@ -256,6 +256,7 @@ func configParams() []configParam {
 			intSetter("lfu-decay-time", 0, func(m *storage.MemoryConfig, n int) { m.LFUDecayTime = n })),
 		pubsubLimitParam(),
 		trackingMaxKeysParam(),
+		notifyParam(),
 		fixed("timeout", "0"),
 		fixed("tcp-keepalive", "300"),
 		fixed("client-query-buffer-limit", "1073741824"),

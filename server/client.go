@@ -67,6 +67,14 @@ type client struct {
 	// inExec is set while EXEC runs them (multi.go).
 	multi  *multiState
 	inExec bool
+	// notes are the keyspace events the connection's queued writes noted,
+	// not yet published; notesQueued says it is in the notifier's queue.
+	// The committer touches them while the connection waits for its
+	// batch, the connection after (notify.go). notifyBuf is a scratch
+	// buffer for the events it publishes itself.
+	notes       []note
+	notesQueued bool
+	notifyBuf   []byte
 	// replicaAcks is how many replicas acknowledged this connection's last
 	// write, for WAIT.
 	replicaAcks int
@@ -173,10 +181,15 @@ func (c *client) queueWrite(fn func(*storage.Tx) (resp.Value, error)) {
 	c.replies = append(c.replies, queuedReply{write: true, pending: true})
 	c.writes = append(c.writes, func(tx *storage.Tx) {
 		// Runs in the committer while this connection waits in
-		// commitQueued, so writing into c.replies does not race.
+		// commitQueued, so writing into c.replies (and c.notes) does not
+		// race.
+		mark := len(c.notes)
 		v, err := fn(tx)
 		r := &c.replies[i]
 		r.v, r.err = v, err
+		if len(c.notes) > mark {
+			c.afterWrite(tx, mark)
+		}
 	})
 }
 
@@ -201,6 +214,9 @@ func (c *client) commitWrites(repl *cluster.Replicator) error {
 		}
 	}
 	err := p.Wait()
+	if len(c.notes) > 0 || c.notesQueued {
+		c.publishNotes()
+	}
 	if ship != nil {
 		acks, rerr := ship.Wait()
 		if err == nil {

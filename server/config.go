@@ -17,6 +17,10 @@ type Config struct {
 	// Redirects is how a command for a slot held elsewhere is answered:
 	// RedirectsAuto (the default), RedirectsMoved or RedirectsForward.
 	Redirects string
+	// NotifyKeyspaceEvents is notify-keyspace-events: Redis's letters
+	// (K, E and the classes g$lshzxetdmn, A for most); empty, the
+	// default, sends none (notify.go).
+	NotifyKeyspaceEvents string
 	// Informational values echoed by CONFIG GET and INFO; the storage
 	// itself is configured in cmd/ringcache.
 	Dir         string
@@ -54,6 +58,9 @@ func (c Config) Validate() error {
 		return errors.New("proto-max-bulk-len must be at least 1mb")
 	case c.Redirects != "" && c.Redirects != RedirectsAuto && c.Redirects != RedirectsMoved && c.Redirects != RedirectsForward:
 		return fmt.Errorf("redirects %q: want auto, moved or forward", c.Redirects)
+	}
+	if _, ok := parseNotifyFlags(c.NotifyKeyspaceEvents); !ok {
+		return fmt.Errorf("notify-keyspace-events %q: %s", c.NotifyKeyspaceEvents, errNotifyClass)
 	}
 	return nil
 }

@@ -56,11 +56,15 @@ func keyCommands() []*Command {
 
 // DEL key [key ...] / UNLINK key [key ...]
 func delCmd(ctx *Ctx) (writeFn, error) {
-	keys := ctx.Args[1:]
+	c, keys := ctx.c, ctx.Args[1:]
 	return func(tx *storage.Tx) (resp.Value, error) {
+		ev := c.events()
 		var n int64
 		for _, k := range keys {
-			if tx.Delete(cluster.KeySlot(k), k) {
+			slot := cluster.KeySlot(k)
+			ev.expire(tx, slot, k)
+			if tx.Delete(slot, k) {
+				ev.add(notifyGeneric, "del", k)
 				n++
 			}
 		}
@@ -120,9 +124,10 @@ func expireCmd(name string, unit int64, absolute bool) WriteHandler {
 			}
 			at += now
 		}
-		slot, key := ctx.Slot, ctx.Args[1]
+		c, slot, key := ctx.c, ctx.Slot, ctx.Args[1]
 		return func(tx *storage.Tx) (resp.Value, error) {
-			old, exists := tx.Get(slot, key)
+			ev := c.events()
+			old, exists := ev.get(tx, slot, key)
 			if !exists {
 				return resp.Int(0), nil
 			}
@@ -133,6 +138,7 @@ func expireCmd(name string, unit int64, absolute bool) WriteHandler {
 				return resp.Int(0), nil
 			}
 			expireOrSet(tx, slot, key, old, max(at, 1))
+			ev.expired(tx, key, max(at, 1))
 			return resp.Int(1), nil
 		}, nil
 	}
@@ -162,14 +168,16 @@ func ttlCmd(ms, absolute bool) ReadHandler {
 
 // PERSIST key
 func persistCmd(ctx *Ctx) (writeFn, error) {
-	slot, key := ctx.Slot, ctx.Args[1]
+	c, slot, key := ctx.c, ctx.Slot, ctx.Args[1]
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		if !exists || old.ExpireAt == 0 {
 			return resp.Int(0), nil
 		}
 		old.ExpireAt = 0
 		tx.SetRecord(slot, key, old)
+		ev.add(notifyGeneric, "persist", key)
 		return resp.Int(1), nil
 	}, nil
 }
@@ -185,9 +193,10 @@ func typeCmd(ctx *Ctx) (resp.Value, error) {
 // RENAME key newkey / RENAMENX key newkey
 func renameCmd(nx bool) WriteHandler {
 	return func(ctx *Ctx) (writeFn, error) {
-		slot, src, dst := ctx.Slot, ctx.Args[1], ctx.Args[2]
+		c, slot, src, dst := ctx.c, ctx.Slot, ctx.Args[1], ctx.Args[2]
 		return func(tx *storage.Tx) (resp.Value, error) {
-			old, exists := tx.Get(slot, src)
+			ev := c.events()
+			old, exists := ev.get(tx, slot, src)
 			if !exists {
 				return resp.Value{}, resp.ErrNoSuchKey
 			}
@@ -198,12 +207,18 @@ func renameCmd(nx bool) WriteHandler {
 				return resp.OK, nil
 			}
 			if nx {
-				if _, taken := tx.Get(slot, dst); taken {
+				if _, taken := ev.get(tx, slot, dst); taken {
 					return resp.Int(0), nil
 				}
+			} else {
+				ev.expire(tx, slot, dst)
 			}
 			tx.Delete(slot, src)
 			tx.SetRecord(slot, dst, old)
+			// Redis deletes an old dst and adds the key anew: new either way.
+			ev.created(true, dst)
+			ev.add(notifyGeneric, "rename_from", src)
+			ev.add(notifyGeneric, "rename_to", dst)
 			if nx {
 				return resp.Int(1), nil
 			}
@@ -237,15 +252,21 @@ func copyCmd(ctx *Ctx) (writeFn, error) {
 	if bytes.Equal(src, dst) {
 		return nil, resp.Error("ERR source and destination objects are the same")
 	}
+	c := ctx.c
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, src)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, src)
 		if !exists {
+			ev.miss(src) // Redis reads the source as a read command would
 			return resp.Int(0), nil
 		}
-		if _, taken := tx.Get(slot, dst); taken && !replace {
+		if _, taken := ev.get(tx, slot, dst); taken && !replace {
 			return resp.Int(0), nil
 		}
 		tx.SetRecord(slot, dst, old)
+		// An old dst is deleted and the copy added anew: new either way.
+		ev.created(true, dst)
+		ev.add(notifyGeneric, "copy_to", dst)
 		return resp.Int(1), nil
 	}, nil
 }

@@ -59,7 +59,8 @@ func peerCmd(ctx *Ctx) (resp.Value, error) {
 	return resp.Value{}, resp.ErrArity(cluster.PeerCommand)
 }
 
-// RINGCACHE.APPLY batch
+// RINGCACHE.APPLY batch. A replica's apply notes no keyspace events: the
+// primary that ran the command published them (notify.go).
 func applyCmd(ctx *Ctx) (func(tx *storage.Tx) (resp.Value, error), error) {
 	batch := ctx.Args[1]
 	return func(tx *storage.Tx) (resp.Value, error) {

@@ -60,6 +60,7 @@ type Server struct {
 
 	pubsub       pubsubHub
 	tracking     trackingTable
+	notify       notifier
 	pubsubLimits atomic.Pointer[outputLimit]
 	stopWatch    chan struct{} // closed by Close: the placement watcher stops
 }
@@ -151,6 +152,8 @@ func New(cfg Config, store *storage.Store) (*Server, error) {
 	lim := defaultPubsubLimit
 	s.pubsubLimits.Store(&lim)
 	s.tracking.maxKeys.Store(defaultTrackingMaxKeys)
+	nf, _ := parseNotifyFlags(cfg.NotifyKeyspaceEvents) // Validate checked it
+	s.notify.set(nf)
 	store.SetChangeHandler(s.keysChanged)
 	s.requirePass.Store(&cfg.RequirePass)
 	s.maxClients.Store(int64(cfg.MaxClients))

@@ -84,6 +84,8 @@ func (ctx *Ctx) lookupIn(slot uint16, key []byte) (storage.Record, bool) {
 	rec, found := ctx.srv.store.Lookup(slot, key, c.scratch)
 	if found {
 		c.scratch = rec.Value[:0]
+	} else if on := ctx.srv.notify.on.Load(); on != 0 {
+		c.keyMissed(on, slot, key)
 	}
 	c.countLookup(found)
 	return rec, found
@@ -185,22 +187,28 @@ func setCmd(ctx *Ctx) (writeFn, error) {
 	if err := ctx.srv.checkLen(len(args[2])); err != nil {
 		return nil, err
 	}
-	slot, key, val := ctx.Slot, args[1], args[2]
+	c, slot, key, val := ctx.c, ctx.Slot, args[1], args[2]
 	if !o.get && !o.nx && !o.xx && !o.keepTTL {
 		// A plain SET does not depend on what the key holds: spare it a
-		// lookup.
+		// lookup (unless an event does).
 		return func(tx *storage.Tx) (resp.Value, error) {
+			ev := c.events()
+			created := ev.creates(tx, slot, key)
 			setOrExpire(tx, slot, key, val, o.expireAt)
+			ev.set(tx, key, created, o.expireAt)
 			return resp.OK, nil
 		}, nil
 	}
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		var reply resp.Value = resp.OK
 		if o.get {
 			reply = resp.Null
 			if exists {
 				reply = resp.Bulk(bytes.Clone(old.Value))
+			} else {
+				ev.miss(key)
 			}
 		}
 		if (o.nx && exists) || (o.xx && !exists) {
@@ -214,6 +222,7 @@ func setCmd(ctx *Ctx) (writeFn, error) {
 			at = old.ExpireAt
 		}
 		setOrExpire(tx, slot, key, val, at)
+		ev.set(tx, key, !exists, o.expireAt)
 		return reply, nil
 	}, nil
 }
@@ -244,12 +253,14 @@ func (s *Server) checkLen(n int) error {
 
 // SETNX key value
 func setnxCmd(ctx *Ctx) (writeFn, error) {
-	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[2]
+	c, slot, key, val := ctx.c, ctx.Slot, ctx.Args[1], ctx.Args[2]
 	return func(tx *storage.Tx) (resp.Value, error) {
-		if _, exists := tx.Get(slot, key); exists {
+		ev := c.events()
+		if _, exists := ev.get(tx, slot, key); exists {
 			return resp.Int(0), nil
 		}
 		tx.Set(slot, key, val, 0)
+		ev.set(tx, key, true, 0)
 		return resp.Int(1), nil
 	}, nil
 }
@@ -261,9 +272,12 @@ func setexCmd(name string, unit int64) WriteHandler {
 		if err != nil {
 			return nil, err
 		}
-		slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[3]
+		c, slot, key, val := ctx.c, ctx.Slot, ctx.Args[1], ctx.Args[3]
 		return func(tx *storage.Tx) (resp.Value, error) {
+			ev := c.events()
+			created := ev.creates(tx, slot, key)
 			tx.Set(slot, key, val, at)
+			ev.set(tx, key, created, at)
 			return resp.OK, nil
 		}, nil
 	}
@@ -271,10 +285,15 @@ func setexCmd(name string, unit int64) WriteHandler {
 
 // GETSET key value
 func getsetCmd(ctx *Ctx) (writeFn, error) {
-	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[2]
+	c, slot, key, val := ctx.c, ctx.Slot, ctx.Args[1], ctx.Args[2]
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
+		if !exists {
+			ev.miss(key)
+		}
 		tx.Set(slot, key, val, 0)
+		ev.set(tx, key, !exists, 0)
 		if !exists {
 			return resp.Null, nil
 		}
@@ -284,14 +303,17 @@ func getsetCmd(ctx *Ctx) (writeFn, error) {
 
 // GETDEL key
 func getdelCmd(ctx *Ctx) (writeFn, error) {
-	slot, key := ctx.Slot, ctx.Args[1]
+	c, slot, key := ctx.c, ctx.Slot, ctx.Args[1]
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		if !exists {
+			ev.miss(key)
 			return resp.Null, nil
 		}
 		v := bytes.Clone(old.Value)
 		tx.Delete(slot, key)
+		ev.add(notifyGeneric, "del", key)
 		return resp.Bulk(v), nil
 	}, nil
 }
@@ -321,10 +343,12 @@ func getexCmd(ctx *Ctx) (writeFn, error) {
 			i++
 		}
 	}
-	slot, key := ctx.Slot, args[1]
+	c, slot, key := ctx.c, ctx.Slot, args[1]
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		if !exists {
+			ev.miss(key)
 			return resp.Null, nil
 		}
 		v := bytes.Clone(old.Value)
@@ -332,8 +356,10 @@ func getexCmd(ctx *Ctx) (writeFn, error) {
 		case persist && old.ExpireAt != 0:
 			old.ExpireAt = 0
 			tx.SetRecord(slot, key, old)
+			ev.add(notifyGeneric, "persist", key)
 		case at != 0:
 			expireOrSet(tx, slot, key, old, at)
+			ev.expired(tx, key, at)
 		}
 		return resp.Bulk(v), nil
 	}, nil
@@ -346,16 +372,21 @@ func msetCmd(nx bool) WriteHandler {
 		if len(args)%2 != 1 {
 			return nil, resp.ErrArity(ctx.cmd.Name)
 		}
+		c := ctx.c
 		return func(tx *storage.Tx) (resp.Value, error) {
+			ev := c.events()
 			if nx {
 				for i := 1; i < len(args); i += 2 {
-					if _, exists := tx.Get(cluster.KeySlot(args[i]), args[i]); exists {
+					if _, exists := ev.get(tx, cluster.KeySlot(args[i]), args[i]); exists {
 						return resp.Int(0), nil
 					}
 				}
 			}
 			for i := 1; i < len(args); i += 2 {
-				tx.Set(cluster.KeySlot(args[i]), args[i], args[i+1], 0)
+				slot := cluster.KeySlot(args[i])
+				created := ev.creates(tx, slot, args[i])
+				tx.Set(slot, args[i], args[i+1], 0)
+				ev.set(tx, args[i], created, 0)
 			}
 			if nx {
 				return resp.Int(1), nil
@@ -367,12 +398,15 @@ func msetCmd(nx bool) WriteHandler {
 
 // APPEND key value
 func appendCmd(ctx *Ctx) (writeFn, error) {
-	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[2]
+	c, slot, key, val := ctx.c, ctx.Slot, ctx.Args[1], ctx.Args[2]
 	maxLen := ctx.srv.protoMaxBulkLen.Load()
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		if !exists {
 			tx.Set(slot, key, val, 0)
+			ev.created(true, key)
+			ev.add(notifyString, "append", key)
 			return resp.Int(int64(len(val))), nil
 		}
 		if int64(len(old.Value)+len(val)) > maxLen {
@@ -382,6 +416,7 @@ func appendCmd(ctx *Ctx) (writeFn, error) {
 		nv = append(append(nv, old.Value...), val...)
 		// Redis appends in place, to a string it holds as raw from then on.
 		tx.SetRecord(slot, key, storage.Record{Value: nv, ExpireAt: old.ExpireAt, Raw: true})
+		ev.add(notifyString, "append", key)
 		return resp.Int(int64(len(nv))), nil
 	}, nil
 }
@@ -395,13 +430,14 @@ func setrangeCmd(ctx *Ctx) (writeFn, error) {
 	if off < 0 {
 		return nil, resp.Error("ERR offset is out of range")
 	}
-	slot, key, val := ctx.Slot, ctx.Args[1], ctx.Args[3]
+	c, slot, key, val := ctx.c, ctx.Slot, ctx.Args[1], ctx.Args[3]
 	maxLen := ctx.srv.protoMaxBulkLen.Load()
 	if off+int64(len(val)) > maxLen {
 		return nil, resp.ErrStringTooLong
 	}
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		if len(val) == 0 {
 			// Nothing to write: report the current length, create nothing.
 			return resp.Int(int64(len(old.Value))), nil
@@ -415,6 +451,8 @@ func setrangeCmd(ctx *Ctx) (writeFn, error) {
 			at = old.ExpireAt
 		}
 		tx.SetRecord(slot, key, storage.Record{Value: nv, ExpireAt: at, Raw: true})
+		ev.created(!exists, key)
+		ev.add(notifyString, "setrange", key)
 		return resp.Int(n), nil
 	}, nil
 }
@@ -435,9 +473,10 @@ func incrCmd(sign int64, hasArg bool) WriteHandler {
 			}
 		}
 		delta *= sign
-		slot, key := ctx.Slot, ctx.Args[1]
+		c, slot, key := ctx.c, ctx.Slot, ctx.Args[1]
 		return func(tx *storage.Tx) (resp.Value, error) {
-			old, exists := tx.Get(slot, key)
+			ev := c.events()
+			old, exists := ev.get(tx, slot, key)
 			var cur int64
 			if exists {
 				var ok bool
@@ -450,6 +489,9 @@ func incrCmd(sign int64, hasArg bool) WriteHandler {
 			}
 			cur += delta
 			tx.Set(slot, key, strconv.AppendInt(nil, cur, 10), old.ExpireAt)
+			// Redis names INCR, DECR and DECRBY incrby too.
+			ev.created(!exists, key)
+			ev.add(notifyString, "incrby", key)
 			return resp.Int(cur), nil
 		}, nil
 	}
@@ -461,9 +503,10 @@ func incrbyfloatCmd(ctx *Ctx) (writeFn, error) {
 	if !ok {
 		return nil, resp.ErrNotFloat
 	}
-	slot, key := ctx.Slot, ctx.Args[1]
+	c, slot, key := ctx.c, ctx.Slot, ctx.Args[1]
 	return func(tx *storage.Tx) (resp.Value, error) {
-		old, exists := tx.Get(slot, key)
+		ev := c.events()
+		old, exists := ev.get(tx, slot, key)
 		var cur float64
 		if exists {
 			if cur, ok = parseFloat(old.Value); !ok {
@@ -476,6 +519,8 @@ func incrbyfloatCmd(ctx *Ctx) (writeFn, error) {
 		}
 		s := resp.FormatDouble(cur)
 		tx.Set(slot, key, []byte(s), old.ExpireAt)
+		ev.created(!exists, key)
+		ev.add(notifyString, "incrbyfloat", key)
 		// Redis replies with a bulk string on both protocols.
 		return resp.BulkString(s), nil
 	}, nil

@@ -146,9 +146,10 @@ type evictedKey struct {
 	tk  *trackedKey
 }
 
-// keysChanged is the store's change handler: it invalidates the keys a
-// batch changed.
+// keysChanged is the store's change handler: it publishes the batch's
+// keyspace notifications (notify.go) and invalidates the keys it changed.
 func (s *Server) keysChanged(ch storage.Change) {
+	s.notifyChanged(ch)
 	t := &s.tracking
 	if t.clients.Load() == 0 {
 		return
