@@ -67,6 +67,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxClients, "maxclients", cfg.MaxClients, "maximum simultaneous client connections")
 	fs.Var(memFlag{&cfg.ProtoMaxBulkLen}, "proto-max-bulk-len", "largest bulk string a client may send (e.g. 512mb)")
 	fs.StringVar(&cfg.Redirects, "redirects", cfg.Redirects, "a command for a slot held elsewhere: auto (MOVED to cluster clients, forwarded for the others), moved (always MOVED, as Redis Cluster), forward (always forwarded)")
+	fs.StringVar(&cfg.NotifyKeyspaceEvents, "notify-keyspace-events", cfg.NotifyKeyspaceEvents, "keyspace notifications to publish, as Redis's letters: K and/or E (the channel families) with the classes g$lshzxetdmn, A for g$lshzxetd (e.g. KEA, Ex); empty: none")
 	fs.StringVar(&cfg.AppendFsync, "appendfsync", cfg.AppendFsync, "when to fsync writes: no (leave it to the OS), everysec, always")
 	fs.Var(memFlag{&sto.MemTableSize}, "memtable-size", "Badger memtable size (e.g. 64mb)")
 	fs.Var(memFlag{&sto.BlockCacheSize}, "block-cache-size", "Badger block cache size (e.g. 64mb)")
